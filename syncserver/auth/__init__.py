@@ -1,0 +1,118 @@
+"""The authentication plugin interface.
+
+Every authentication backend (the bundled SQL one, LDAP later, a user's own
+class) implements :class:`AuthBackend`. The User API controller and the HTTP
+Basic-auth check talk only to this interface.
+
+Usernames reaching a backend are already validated: 1 to 32 characters of
+``[a-zA-Z0-9._-]`` (e-mail addresses typed by people are turned into their
+Sync hash by :func:`syncserver.auth.usernames.extract_username` first).
+Passwords are ``str`` (decoded UTF-8) and may contain any character.
+"""
+
+import abc
+import dataclasses
+from typing import Optional, Sequence
+
+from syncserver.errors import BackendUnavailable
+
+
+class AuthError(Exception):
+    """Base class of every error an authentication backend raises on purpose."""
+
+
+class AuthUnavailable(AuthError, BackendUnavailable):
+    """The database or directory behind the backend did not answer (503)."""
+
+
+class RegistrationClosed(AuthUnavailable):
+    """``auth.allow_new_users`` is false; new accounts are refused (503)."""
+
+
+class UserExists(AuthError):
+    """An account with that username already exists (400, code 4)."""
+
+
+class UserNotFound(AuthError):
+    """No account has that username."""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """An account as the rest of the server sees it.
+
+    ``user_id`` is the stable integer that keys all of the user's stored data.
+    """
+
+    user_id: int
+    username: str
+    email: Optional[str] = None
+    enabled: bool = True
+
+
+class AuthBackend(abc.ABC):
+    """What an authentication backend must provide.
+
+    A backend class is named in ``auth.backend`` (alias or dotted path) and
+    built with :meth:`from_settings`. Every method may raise
+    :class:`AuthUnavailable` when its service is down; a wrong password or a
+    disabled account is never an exception, just ``None``.
+    """
+
+    #: Extra ``auth.*`` keys this backend reads beyond the core ones.
+    extra_settings: Sequence[str] = ()
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings):
+        """Build the backend from a :class:`syncserver.settings.AuthSettings`."""
+
+    @abc.abstractmethod
+    def is_healthy(self):
+        """Run a trivial real query; return True, or False when the service is down."""
+
+    @abc.abstractmethod
+    def get_user(self, username):
+        """Return the :class:`User` (enabled or not) or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def create_user(self, username, password, email):
+        """Create an enabled account and return its :class:`User`.
+
+        Raises :class:`UserExists` if the username is taken and
+        :class:`RegistrationClosed` when new accounts are not allowed.
+        """
+
+    @abc.abstractmethod
+    def authenticate(self, username, password):
+        """Return the :class:`User` if the password is right and the account enabled, else ``None``.
+
+        Called on every authenticated request: a backend must answer repeated
+        good credentials without rerunning a slow password hash (see
+        :class:`syncserver.auth.credentials_cache.CredentialsCache`).
+        """
+
+    @abc.abstractmethod
+    def set_password(self, username, new_password):
+        """Replace the password. Credentials cached for the old one stop working.
+
+        Raises :class:`UserNotFound`.
+        """
+
+    @abc.abstractmethod
+    def set_email(self, username, email):
+        """Replace the e-mail address. Raises :class:`UserNotFound`."""
+
+    @abc.abstractmethod
+    def set_enabled(self, username, enabled):
+        """Enable or disable the account; a disabled one cannot authenticate.
+
+        Raises :class:`UserNotFound`.
+        """
+
+    @abc.abstractmethod
+    def delete_user(self, username):
+        """Delete the account; return True if there was one. Its credentials stop working."""
+
+    def close(self):
+        """Release connections and pools. The default does nothing."""

@@ -1,0 +1,51 @@
+"""Finding a backend class from a setting: a short alias or a dotted path.
+
+``storage.backend = sql`` and
+``storage.backend = syncserver.storage.sql.SQLStorage`` name the same class;
+``storage.backend = mypackage.mystore.MyStorage`` names a user's own. Either
+way the class is checked against its family's interface before the server
+starts, so a plugin missing a method fails at start-up, not on a request.
+"""
+
+import importlib
+import inspect
+
+from syncserver.errors import ConfigError
+
+
+def resolve_backend(key, value, aliases, interface):
+    """Return the class named by ``value`` for the setting ``key``.
+
+    ``aliases`` maps short names to dotted paths. The class must subclass
+    ``interface`` or provide every one of its abstract methods.
+    """
+    dotted = aliases.get(value, value)
+    module_name, _, attribute = dotted.rpartition(".")
+    if not module_name:
+        known = ", ".join(sorted(aliases))
+        raise ConfigError(
+            f"{key} = {value!r} is neither a known backend ({known}) "
+            "nor a dotted path such as 'package.module.ClassName'.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"{key} = {value!r}: cannot import module {module_name!r} ({error}).") from None
+    backend = getattr(module, attribute, None)
+    if backend is None:
+        raise ConfigError(f"{key} = {value!r}: module {module_name!r} has no {attribute!r}.")
+    check_implements(key, value, backend, interface)
+    return backend
+
+
+def check_implements(key, value, backend, interface):
+    """Raise :class:`ConfigError` unless ``backend`` is a complete ``interface`` class."""
+    if not inspect.isclass(backend):
+        raise ConfigError(f"{key} = {value!r} is not a class.")
+    missing = sorted(
+        name for name in getattr(interface, "__abstractmethods__", ())
+        if not callable(getattr(backend, name, None))
+        or getattr(getattr(backend, name), "__isabstractmethod__", False))
+    if missing:
+        raise ConfigError(
+            f"{key} = {value!r} does not implement {interface.__module__}.{interface.__name__}: "
+            f"missing {', '.join(missing)}.")

@@ -1,0 +1,111 @@
+"""Response bodies: JSON with exact timestamps, and the newlines and whoisi formats.
+
+JSON text follows Python's default ``json.dumps`` conventions (``", "`` and
+``": "`` separators, non-ASCII escaped) because clients and tests compare
+bytes. Timestamps are written as numbers with exactly two decimals, which
+:mod:`json` cannot do, so values that must appear verbatim are wrapped in
+:class:`RawJSON`.
+
+Multi-record GETs choose their format from ``Accept``: the highest q-value
+among ``application/whoisi``, ``application/newlines`` and
+``application/json`` named explicitly; on a tie whoisi, then newlines, then
+JSON; no Accept, wildcards, unknown types or an unparseable header give JSON.
+"""
+
+import json
+import struct
+
+from webob.acceptparse import create_accept_header
+
+from syncserver.protocol.timestamps import format_timestamp
+
+JSON = "application/json"
+NEWLINES = "application/newlines"
+WHOISI = "application/whoisi"
+
+# Earlier wins a tie of q-values (PROTOCOL.md decision).
+_FORMAT_PREFERENCE = (WHOISI, NEWLINES, JSON)
+
+_encode_string = json.encoder.encode_basestring_ascii
+_RECORD_FIELDS = ("id", "modified", "sortindex", "payload", "parentid", "predecessorid")
+
+
+class RawJSON(str):
+    """Text inserted into JSON output as it is (e.g. ``1370000000.10``)."""
+
+
+def timestamp_json(centiseconds):
+    """A timestamp ready to be placed in JSON output."""
+    return RawJSON(format_timestamp(centiseconds))
+
+
+def choose_format(accept_header):
+    """Return the media type a multi-record GET answers with."""
+    if not accept_header:
+        return JSON
+    try:
+        accept = create_accept_header(accept_header)
+        parsed = list(getattr(accept, "parsed", None) or ())
+    except Exception:  # noqa: BLE001 - an unparseable header means JSON
+        return JSON
+    best, best_q = JSON, 0.0
+    for media_range, q, _params, _extensions in parsed:
+        media_range = media_range.lower()
+        if media_range not in _FORMAT_PREFERENCE or q <= 0:
+            continue
+        if q > best_q or (q == best_q and
+                          _FORMAT_PREFERENCE.index(media_range) < _FORMAT_PREFERENCE.index(best)):
+            best, best_q = media_range, q
+    return best
+
+
+def dumps(value):
+    """Encode ``value`` (dicts, lists, str, int, float, bool, None, RawJSON) as JSON text."""
+    if isinstance(value, RawJSON):
+        return str(value)
+    if isinstance(value, str):
+        return _encode_string(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_encode_string(str(key))}: {dumps(item)}"
+                               for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(dumps(item) for item in value) + "]"
+    return json.dumps(value)
+
+
+def record_json(record):
+    """Encode one storage record, writing ``modified`` with two decimals."""
+    parts = []
+    for field in _RECORD_FIELDS:
+        value = record.get(field)
+        if value is None:
+            continue
+        if field == "modified":
+            text = format_timestamp(value)
+        elif field == "sortindex":
+            text = str(value)
+        else:
+            text = _encode_string(value)
+        parts.append(f'"{field}": {text}')
+    return "{" + ", ".join(parts) + "}"
+
+
+def render_records(records, full, media_type):
+    """Body bytes for a list of records (full dicts, or ids when not ``full``)."""
+    encoded = [record_json(record) if full else _encode_string(record["id"])
+               for record in records]
+    return render_encoded(encoded, media_type)
+
+
+def render_encoded(encoded, media_type):
+    """Join already-encoded JSON texts in ``media_type``'s framing."""
+    if media_type == NEWLINES:
+        return "".join(text + "\n" for text in encoded).encode("ascii")
+    if media_type == WHOISI:
+        chunks = []
+        for text in encoded:
+            data = text.encode("ascii")
+            chunks.append(struct.pack(">I", len(data)))
+            chunks.append(data)
+        return b"".join(chunks)
+    return ("[" + ", ".join(encoded) + "]").encode("ascii")

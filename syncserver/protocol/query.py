@@ -1,0 +1,79 @@
+"""Query strings of collection GETs and DELETEs, parsed into :class:`ItemQuery`.
+
+Unknown parameters are ignored (clients add metrics markers such as
+``?client=FxHome&v=1.1b2``); a repeated parameter takes its last value. A bad
+value gives a plain 400 ``Invalid value for "<name>"``.
+"""
+
+import math
+
+from webob import exc
+
+from syncserver.protocol.timestamps import parse_timestamp
+from syncserver.storage import ItemQuery
+
+SORT_ORDERS = ("oldest", "newest", "index")
+#: Larger limits and offsets are clamped: no database needs more, and some overflow.
+MAX_PAGE_VALUE = 1_000_000_000
+
+
+def parse_item_query(params):
+    """Build the :class:`ItemQuery` from a WebOb ``request.GET``."""
+    def last(name):
+        values = params.getall(name)
+        return values[-1] if values else None
+
+    fields = {}
+    ids = last("ids")
+    if ids is not None:
+        fields["ids"] = tuple(dict.fromkeys(ids.split(",")))
+    for name in ("parentid", "predecessorid"):
+        value = last(name)
+        if value is not None:
+            fields[name] = value
+    for name in ("newer", "older"):
+        value = last(name)
+        if value is not None:
+            fields[name] = _parse(name, value, parse_timestamp)
+    for name in ("index_above", "index_below"):
+        value = last(name)
+        if value is not None:
+            fields[name] = _parse(name, value, _finite_float)
+    sort = last("sort")
+    if sort in SORT_ORDERS:
+        fields["sort"] = sort
+
+    limit = last("limit")
+    offset = last("offset")
+    if limit is not None:
+        limit = _parse("limit", limit, int)
+        if limit > 0:
+            fields["limit"] = min(limit, MAX_PAGE_VALUE)
+        # offset counts only alongside a limit parameter (reference §2.8).
+        if offset is not None:
+            offset = _parse("offset", offset, int)
+            if offset > 0:
+                fields["offset"] = min(offset, MAX_PAGE_VALUE)
+    elif offset is not None:
+        _parse("offset", offset, int)
+    return ItemQuery(**fields)
+
+
+def wants_full_records(params):
+    """``full`` with any non-empty value (``full=0`` included) asks for whole records."""
+    values = params.getall("full")
+    return bool(values and values[-1])
+
+
+def _finite_float(text):
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def _parse(name, value, convert):
+    try:
+        return convert(value.strip())
+    except (ValueError, OverflowError):
+        raise exc.HTTPBadRequest(f'Invalid value for "{name}"') from None

@@ -1,0 +1,47 @@
+"""Sync timestamps: seconds with exactly two decimals, kept as integer centiseconds.
+
+Integers travel from the database to the wire, so no float rounding can ever
+move a timestamp; text is produced only when a response is written.
+"""
+
+import decimal
+import time
+
+_CENTI = decimal.Decimal("0.01")
+#: Largest timestamp accepted from a client (year ~2286); keeps values in BIGINT range.
+MAX_CENTISECONDS = 999_999_999_999
+
+
+def now_centiseconds():
+    """The current time, rounded half-even to the nearest centisecond."""
+    return int(decimal.Decimal(repr(time.time())).quantize(_CENTI, decimal.ROUND_HALF_EVEN) * 100)
+
+
+def format_timestamp(centiseconds):
+    """``137000000010`` -> ``"1370000000.10"`` (always two decimals)."""
+    sign = "-" if centiseconds < 0 else ""
+    whole, frac = divmod(abs(centiseconds), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+def parse_timestamp(text):
+    """Parse a client timestamp (``newer=``, ``X-If-Unmodified-Since``).
+
+    Accepts anything :class:`decimal.Decimal` accepts that is finite
+    (``"1370000000.1"``, ``"1e9"``, ``"-5"``), quantized half-even to two
+    decimals. Raises ``ValueError`` for anything else.
+    """
+    if text is None:
+        raise ValueError("missing timestamp")
+    try:
+        value = decimal.Decimal(text.strip())
+    except (decimal.InvalidOperation, ValueError, AttributeError):
+        raise ValueError(f"not a number: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {text!r}")
+    try:
+        centis = int(value.quantize(_CENTI, decimal.ROUND_HALF_EVEN) * 100)
+    except decimal.InvalidOperation:
+        raise ValueError(f"out of range: {text!r}") from None
+    # Far-away values are clamped: they compare the same way against any real stamp.
+    return max(-MAX_CENTISECONDS, min(MAX_CENTISECONDS, centis))

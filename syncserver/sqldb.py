@@ -1,0 +1,125 @@
+"""SQLAlchemy engines as the SQL backends need them, on SQLite, MySQL and PostgreSQL.
+
+One place decides how each database is driven so that the storage and the
+authentication backends behave alike:
+
+- **SQLite**: WAL journal, a busy timeout, and ``BEGIN IMMEDIATE`` for write
+  transactions so that concurrent writers queue instead of failing on a lock
+  upgrade. Reads run in autocommit (one statement, one snapshot). The folder
+  of the database file is created on first start.
+- **MySQL/MariaDB** (mysqlclient): READ COMMITTED, utf8mb4, pre-ping.
+- **PostgreSQL** (psycopg 3): pre-ping.
+
+Database failures that mean "the service is not there" (connection refused,
+lost, pool timeout) are translated into the caller's "unavailable" exception
+by :func:`translate_errors`; everything else propagates as a bug.
+"""
+
+import contextlib
+import os
+
+import sqlalchemy
+from sqlalchemy import event, exc
+
+SQLITE_BUSY_TIMEOUT_MS = 15000
+
+
+def create_engine(url, pool_size=10, pool_timeout=30, pool_recycle=3600):
+    """Build an engine for ``url`` with the per-database behaviour described above."""
+    parsed = sqlalchemy.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _create_sqlite_engine(parsed, pool_size, pool_timeout)
+    options = dict(pool_size=pool_size, pool_timeout=pool_timeout,
+                   pool_recycle=pool_recycle, pool_pre_ping=True, max_overflow=pool_size)
+    if backend in ("mysql", "mariadb"):
+        query = dict(parsed.query)
+        query.setdefault("charset", "utf8mb4")
+        parsed = parsed.set(query=query)
+        connect_args = {"connect_timeout": 10}
+        return sqlalchemy.create_engine(
+            parsed, isolation_level="READ COMMITTED", connect_args=connect_args, **options)
+    if backend == "postgresql":
+        return sqlalchemy.create_engine(parsed, connect_args={"connect_timeout": 10}, **options)
+    return sqlalchemy.create_engine(parsed, **options)
+
+
+def _create_sqlite_engine(parsed, pool_size, pool_timeout):
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = os.path.dirname(os.path.abspath(database))
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    engine = sqlalchemy.create_engine(
+        parsed, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        # Take transaction control away from the driver: we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine):
+    return engine.dialect.name == "sqlite"
+
+
+@contextlib.contextmanager
+def read_connection(engine):
+    """A connection for reads, outside any explicit transaction."""
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def write_transaction(engine):
+    """A transaction for writes; committed on success, rolled back on any error.
+
+    On SQLite it holds the database write lock from its first statement.
+    """
+    with engine.begin() as connection:
+        yield connection
+
+
+def is_unavailable(error):
+    """True when ``error`` means the database cannot be reached or used right now."""
+    if isinstance(error, (exc.OperationalError, exc.TimeoutError, exc.InterfaceError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def translate_errors(unavailable_class):
+    """Re-raise database-unreachable errors as ``unavailable_class`` (a 503 upstream).
+
+    The original error is chained, so the crash log keeps its traceback;
+    the message never includes the SQL parameters (they may hold payloads
+    or password hashes).
+    """
+    try:
+        yield
+    except exc.SQLAlchemyError as error:
+        if is_unavailable(error):
+            original = getattr(error, "orig", None) or error
+            raise unavailable_class(
+                f"database unavailable: {type(original).__name__}: {_first_line(original)}"
+            ) from error
+        raise
+
+
+def _first_line(error):
+    text = str(error.args[0]) if getattr(error, "args", None) else str(error)
+    return text.splitlines()[0][:200] if text else ""

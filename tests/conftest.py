@@ -1,0 +1,76 @@
+"""Fixtures shared by the whole suite: real databases, each in a fresh schema.
+
+MariaDB/MySQL and PostgreSQL are reached on 127.0.0.1 (override with
+``SYNCSERVER_TEST_MYSQL_URL`` / ``SYNCSERVER_TEST_POSTGRESQL_URL``). When a
+server is missing, the tests that need it are skipped on a developer's
+machine and **fail** in CI (``CI=true``), so missing coverage never passes
+silently. ``scripts/test.sh`` starts the servers that are down.
+"""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy
+
+MYSQL_ADMIN_URL = os.environ.get(
+    "SYNCSERVER_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
+POSTGRESQL_ADMIN_URL = os.environ.get(
+    "SYNCSERVER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(what, error):
+    """Fail in CI, skip elsewhere: a missing service must never pass silently in CI."""
+    message = f"{what} is not reachable: {error}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A SQLite database file in a fresh temporary folder."""
+    return f"sqlite:///{tmp_path / 'syncserver-test.db'}"
+
+
+@pytest.fixture
+def mysql_url():
+    """A fresh, empty MariaDB/MySQL database, dropped afterwards."""
+    name = "syncserver_test_" + uuid.uuid4().hex[:12]
+    try:
+        admin = sqlalchemy.create_engine(MYSQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+        service_missing("MariaDB/MySQL at " + MYSQL_ADMIN_URL, error)
+    yield sqlalchemy.engine.make_url(MYSQL_ADMIN_URL).set(database=name).render_as_string(
+        hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    admin.dispose()
+
+
+@pytest.fixture
+def postgresql_url():
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    name = "syncserver_test_" + uuid.uuid4().hex[:12]
+    try:
+        admin = sqlalchemy.create_engine(POSTGRESQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except Exception as error:  # noqa: BLE001
+        service_missing("PostgreSQL at " + POSTGRESQL_ADMIN_URL, error)
+    yield sqlalchemy.engine.make_url(POSTGRESQL_ADMIN_URL).set(database=name).render_as_string(
+        hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mysql", "postgresql"])
+def database_url(request):
+    """Each of the three supported databases in turn."""
+    return request.getfixturevalue(f"{request.param}_url")
