@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Run the whole test suite: installs what it needs, starts the databases that are down.
+#
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh -k quota   # extra arguments go to pytest
+#
+# Uses ./.venv (created if missing). MariaDB and PostgreSQL are expected on
+# 127.0.0.1 (3306 root without password, 5432 trust); when they are not
+# running they are started, and installed from Debian's packages if absent
+# (needs root). In CI (CI=true) a test whose service is missing fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq || true; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done; return 1; }
+
+# --- Python environment -------------------------------------------------------
+if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists libmariadb 2>/dev/null; then
+  log "installing MySQL client headers (for mysqlclient)"
+  apt_install default-libmysqlclient-dev pkg-config build-essential || log "could not install MySQL headers"
+fi
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  log "installing syncserver[test] into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi
+
+# --- Services -----------------------------------------------------------------
+if ! port_open 3306; then
+  if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+    log "installing MariaDB"; apt_install mariadb-server || true
+  fi
+  log "starting MariaDB"
+  as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1 || true
+  wait_port 3306 || log "MariaDB did not come up"
+fi
+if ! port_open 5432; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    log "installing PostgreSQL"; apt_install postgresql || true
+  fi
+  log "starting PostgreSQL"
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  wait_port 5432 || log "PostgreSQL did not come up"
+fi
+
+# --- Tests --------------------------------------------------------------------
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then log "pytest collected no tests"; fi
+exit "$status"

@@ -1,0 +1,85 @@
+"""The WSGI application: :func:`make_app` builds it, :class:`SyncServerApp` runs requests.
+
+The path of a request: :mod:`syncserver.routing` finds the route, Basic auth
+runs when the route needs it, the controller method answers through the
+backend interfaces. Everything a response needs on the way out
+(``X-Weave-Timestamp``, 503 for a backend that is down, 500 with a crash id
+for a bug) is added here, once, for every route.
+"""
+
+import logging
+
+from webob import Request, exc
+
+from syncserver import routing
+from syncserver.auth.basic import authenticate_request
+from syncserver.controllers.misc import MiscController
+from syncserver.controllers.storage import StorageController
+from syncserver.controllers.user import UserController
+from syncserver.crashes import crash_response
+from syncserver.errors import BackendUnavailable
+from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
+from syncserver.settings import parse_settings
+
+logger = logging.getLogger("syncserver")
+
+
+def make_app(global_conf=None, **settings):
+    """PasteDeploy app factory (``use = egg:syncserver``): settings are the ``[app:main]`` keys."""
+    parsed = parse_settings(settings)
+    storage = parsed.storage.backend.from_settings(parsed.storage)
+    auth = parsed.auth.backend.from_settings(parsed.auth)
+    return SyncServerApp(parsed, storage, auth)
+
+
+class SyncServerApp:
+    """Routes each request to a controller method and finishes its response."""
+
+    def __init__(self, settings, storage, auth):
+        self.settings = settings
+        self.storage = storage
+        self.auth = auth
+        self.mapper = routing.build_mapper()
+        self.controllers = {
+            "storage": StorageController(storage, settings.storage),
+            "user": UserController(auth, storage, settings),
+            "misc": MiscController(storage, auth),
+        }
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.server_time = now_centiseconds()
+        try:
+            response = self.handle(request)
+        except exc.HTTPException as error:
+            response = error
+        except BackendUnavailable as error:
+            response = crash_response(
+                request, 503, error, retry_after=self.settings.global_.retry_after)
+        except Exception as error:  # noqa: BLE001 - no traceback ever reaches a client
+            response = crash_response(request, 500, error)
+        if "X-Weave-Timestamp" not in response.headers:
+            response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)
+        return response(environ, start_response)
+
+    def handle(self, request):
+        """Match, authenticate and dispatch; controllers raise WebOb errors freely."""
+        try:
+            path = request.path_info
+        except UnicodeDecodeError:
+            raise exc.HTTPNotFound("The path is not valid UTF-8.") from None
+        path = path.rstrip("/") or "/"
+        route, arguments = routing.match(self.mapper, request.method, path)
+        if route is None:
+            if arguments:
+                raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
+            raise exc.HTTPNotFound()
+        if route.needs_auth:
+            request.sync_user = authenticate_request(request, self.auth, arguments.get("username"))
+        action = getattr(self.controllers[route.controller], route.action)
+        return action(request, **arguments)
+
+    def close(self):
+        """Release the backends' connections (tests and clean shutdowns)."""
+        self.storage.close()
+        self.auth.close()

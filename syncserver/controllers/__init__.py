@@ -1,0 +1,1 @@
+"""Controllers: one class per API, one method per route of :mod:`syncserver.routing`."""

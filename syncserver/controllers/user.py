@@ -1,0 +1,117 @@
+"""User API 1.0: accounts, node lookup, password and e-mail changes (reference §3).
+
+Checks run in the reference's order so clients see the same error codes.
+Deleting an account deletes everything the user stored, too.
+"""
+
+from webob import Response, exc
+
+from syncserver.auth import RegistrationClosed, UserExists
+from syncserver.auth.basic import authenticate_request
+from syncserver.auth.usernames import (
+    extract_username, is_valid_email, is_valid_username, is_weak_password)
+from syncserver.controllers.bodies import read_json_body, read_text_body
+from syncserver.protocol import respcodes
+from syncserver.protocol.respcodes import WeaveError
+
+#: User API bodies are a password or an address: nothing needs more.
+MAX_USER_BODY_BYTES = 64 * 1024
+WEAK_PASSWORD_MESSAGE = (
+    "Password should be at least 8 characters and not the same as your username")
+
+
+class UserController:
+    """Answers ``/user/1.0/<username>/...``."""
+
+    def __init__(self, auth, storage, settings):
+        self.auth = auth
+        self.storage = storage
+        self.strict_usernames = settings.auth.strict_usernames
+        self.fallback_node = settings.nodes.fallback_node
+        self.shared_secret = settings.global_.shared_secret
+        self.retry_after = settings.global_.retry_after
+
+    def user_exists(self, request, username):
+        exists = is_valid_username(username) and self.auth.get_user(username) is not None
+        return _text("1" if exists else "0")
+
+    def create_user(self, request, username):
+        if not is_valid_username(username):
+            raise WeaveError(respcodes.INVALID_USERNAME)
+        if self.auth.get_user(username) is not None:
+            raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED)
+        body = read_json_body(request, MAX_USER_BODY_BYTES)
+        if not isinstance(body, dict):
+            raise WeaveError(respcodes.JSON_PARSE_FAILURE)
+        email = body.get("email")
+        if not isinstance(email, str) or not is_valid_email(email):
+            raise WeaveError(respcodes.NO_EMAIL_ADDRESS)
+        if self.strict_usernames and _sync_username(email) != username:
+            raise WeaveError(respcodes.EMAIL_USERNAME_MISMATCH)
+        password = body.get("password")
+        if not isinstance(password, str) or not password:
+            raise WeaveError(respcodes.MISSING_PASSWORD)
+        if is_weak_password(username, password):
+            raise WeaveError(respcodes.WEAK_PASSWORD)
+        # Captcha goes here once a provider is configured; X-Weave-Secret
+        # equal to global.shared_secret will bypass it.
+        try:
+            self.auth.create_user(username, password, email)
+        except UserExists:
+            raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED) from None
+        except RegistrationClosed:
+            raise self._unavailable("New accounts are not accepted on this server.") from None
+        return Response(username, content_type="text/html", charset="UTF-8")
+
+    def delete_user(self, request, username):
+        user = request.sync_user
+        self.storage.delete_user(user.user_id)
+        deleted = self.auth.delete_user(user.username)
+        return _text("1" if deleted else "0")
+
+    def get_node(self, request, username):
+        if not is_valid_username(username) or self.auth.get_user(username) is None:
+            raise exc.HTTPNotFound()
+        node = self.fallback_node or request.application_url + "/"
+        return Response(node, content_type="text/html", charset="UTF-8")
+
+    def change_password(self, request, username):
+        new_password = read_text_body(request, MAX_USER_BODY_BYTES)
+        if is_weak_password(username, new_password):
+            raise exc.HTTPBadRequest(WEAK_PASSWORD_MESSAGE)
+        if "X-Weave-Password-Reset" in request.headers:
+            raise self._unavailable("Password reset is not configured on this server.")
+        user = authenticate_request(request, self.auth, username)
+        self.auth.set_password(user.username, new_password)
+        return _text("success")
+
+    def change_email(self, request, username):
+        email = read_text_body(request, MAX_USER_BODY_BYTES).strip()
+        if not is_valid_email(email):
+            raise WeaveError(respcodes.NO_EMAIL_ADDRESS)
+        self.auth.set_email(request.sync_user.username, email)
+        return _text(email)
+
+    def request_password_reset(self, request, username):
+        raise self._unavailable("Password reset is not configured on this server.")
+
+    def cancel_password_reset(self, request, username):
+        raise self._unavailable("Password reset is not configured on this server.")
+
+    def _unavailable(self, message):
+        error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(self.retry_after)})
+        error.content_type = "application/json"
+        error.charset = None
+        error.body = ('"' + message + '"').encode("ascii")
+        return error
+
+
+def _sync_username(email):
+    try:
+        return extract_username(email)
+    except (UnicodeError, ValueError):
+        return None
+
+
+def _text(text):
+    return Response(text, content_type="text/plain", charset="UTF-8")
