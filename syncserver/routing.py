@@ -62,7 +62,7 @@ def build_mapper():
     mapper.minimization = False
     for index, route in enumerate(ROUTES):
         mapper.connect(str(index), route.path, controller=route.controller,
-                       action=route.action, requirements=REQUIREMENTS,
+                       action=route.action, requirements=dict(REQUIREMENTS),
                        conditions={"method": [route.method]})
     return mapper
 

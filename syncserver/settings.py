@@ -138,10 +138,10 @@ def normalize_node_url(url):
     return url
 
 
-def _build(section, cls, values, backend=None, defaults=None, **fixed):
+def _build(section, cls, values, plugin=None, defaults=None, **fixed):
     """Convert ``values`` to the field types of ``cls``; reject unknown keys."""
     fields = {field.name: field for field in dataclasses.fields(cls)}
-    extra_keys = set(getattr(backend, "extra_settings", ())) if backend else set()
+    extra_keys = set(getattr(plugin, "extra_settings", ())) if plugin else set()
     converted = dict(defaults or {})
     for option, value in values.items():
         key = f"{section}.{option}"

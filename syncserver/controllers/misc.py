@@ -20,5 +20,5 @@ class MiscController:
                 report[name] = "unavailable"
         healthy = all(state == "ok" for state in report.values())
         report["status"] = "ok" if healthy else "unavailable"
-        return Response(json.dumps(report), status=200 if healthy else 503,
+        return Response(json.dumps(report).encode("ascii"), status=200 if healthy else 503,
                         content_type="application/json", charset=None)

@@ -1,0 +1,101 @@
+"""Settings: typed, defaulted, and a clear sentence naming the key when wrong."""
+
+import pytest
+
+from syncserver.errors import ConfigError
+from syncserver.settings import parse_settings
+
+
+def settings(**raw):
+    raw.setdefault("storage.sqluri", "sqlite:///x.db")
+    return parse_settings({key.replace("__", "."): value for key, value in raw.items()})
+
+
+def test_defaults():
+    parsed = settings()
+    assert parsed.storage.backend.__name__ == "SQLStorage"
+    assert parsed.auth.backend.__name__ == "SQLAuth"
+    assert parsed.storage.quota_size == 0
+    assert parsed.storage.batch_max_count == 100
+    assert parsed.storage.batch_max_bytes == 1048576
+    assert parsed.storage.max_payload_bytes == 262144
+    assert parsed.storage.create_tables is False
+    assert parsed.auth.allow_new_users is True
+    assert parsed.auth.sqluri == "sqlite:///x.db"  # defaults to the storage database
+    assert parsed.nodes.fallback_node is None
+    assert parsed.global_.shared_secret is None
+    assert parsed.global_.retry_after == 1800
+
+
+def test_every_public_key_is_accepted_and_typed():
+    parsed = settings(storage__backend="sql", storage__quota_size="5120",
+                      auth__backend="sql", auth__sqluri="sqlite:///auth.db",
+                      auth__allow_new_users="false", nodes__fallback_node="sync.example.org",
+                      global__shared_secret="s3cret", global__retry_after="60",
+                      storage__batch_max_count="50", storage__batch_max_bytes="1000",
+                      storage__max_payload_bytes="100", storage__create_tables="true")
+    assert parsed.storage.quota_size == 5120
+    assert parsed.auth.allow_new_users is False
+    assert parsed.auth.sqluri == "sqlite:///auth.db"
+    assert parsed.nodes.fallback_node == "https://sync.example.org/"
+    assert parsed.global_.shared_secret == "s3cret"
+    assert parsed.global_.retry_after == 60
+    assert (parsed.storage.batch_max_count, parsed.storage.batch_max_bytes,
+            parsed.storage.max_payload_bytes, parsed.storage.create_tables) == (50, 1000, 100, True)
+
+
+def test_dotted_backend_path():
+    parsed = settings(storage__backend="syncserver.storage.sql.SQLStorage")
+    assert parsed.storage.backend.__name__ == "SQLStorage"
+
+
+def test_fallback_node_keeps_scheme_and_adds_slash():
+    assert settings(nodes__fallback_node="http://localhost:5000").nodes.fallback_node == (
+        "http://localhost:5000/")
+
+
+@pytest.mark.parametrize("raw,key", [
+    ({"storage.backend": "nosuch"}, "storage.backend"),
+    ({"storage.backend": "nosuch.module.Class"}, "storage.backend"),
+    ({"storage.backend": "syncserver.settings.Settings"}, "storage.backend"),
+    ({"auth.backend": "json.JSONDecoder"}, "auth.backend"),
+    ({"storage.quota_sise": "5"}, "storage.quota_sise"),
+    ({"storage.quota_size": "lots"}, "storage.quota_size"),
+    ({"storage.quota_size": "-1"}, "storage.quota_size"),
+    ({"auth.allow_new_users": "perhaps"}, "auth.allow_new_users"),
+    ({"frobnicate.level": "3"}, "frobnicate.level"),
+    ({"sqluri": "x"}, "sqluri"),
+    ({"global.shared_secret": "${SYNCSERVER_TEST_UNSET_VARIABLE}"}, "global.shared_secret"),
+])
+def test_bad_settings_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as caught:
+        settings(**{k.replace(".", "__"): v for k, v in raw.items()})
+    message = str(caught.value)
+    assert key in message
+    assert "\n" not in message
+
+
+def test_secrets_can_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SYNCSERVER_TEST_SECRET", "from-env")
+    assert settings(global__shared_secret="${SYNCSERVER_TEST_SECRET}").global_.shared_secret == (
+        "from-env")
+
+
+def test_plugin_missing_methods_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "half_plugin.py").write_text(
+        "class HalfStorage:\n    def is_healthy(self):\n        return True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as caught:
+        settings(storage__backend="half_plugin.HalfStorage")
+    assert "get_items" in str(caught.value) and "storage.backend" in str(caught.value)
+
+
+def test_plugin_extra_settings_are_accepted(tmp_path, monkeypatch):
+    (tmp_path / "extra_plugin.py").write_text(
+        "from syncserver.storage.sql import SQLStorage\n"
+        "class ExtraStorage(SQLStorage):\n    extra_settings = ('shard_count',)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parsed = settings(storage__backend="extra_plugin.ExtraStorage", storage__shard_count="4")
+    assert parsed.storage.options["shard_count"] == "4"
+    with pytest.raises(ConfigError):
+        settings(storage__backend="extra_plugin.ExtraStorage", storage__shard_cout="4")
