@@ -121,5 +121,7 @@ def translate_errors(unavailable_class):
 
 
 def _first_line(error):
-    text = str(error.args[0]) if getattr(error, "args", None) else str(error)
+    # DBAPI errors carry (code, message) or (message,); neither holds query parameters.
+    args = getattr(error, "args", None) or (error,)
+    text = " ".join(str(arg) for arg in args)
     return text.splitlines()[0][:200] if text else ""

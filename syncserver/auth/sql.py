@@ -1,0 +1,342 @@
+"""The bundled SQL authentication backend (SQLite, MySQL/MariaDB, PostgreSQL).
+
+One table, ``users``::
+
+    userid         BIGINT primary key, autoincrement (never reused on SQLite)
+    username       VARCHAR(32) UNIQUE NOT NULL   (case-sensitive everywhere)
+    password_hash  VARCHAR(255) NOT NULL         (argon2id, or a legacy format)
+    email          VARCHAR(255) NULL
+    status         SMALLINT NOT NULL DEFAULT 1   (1 enabled, anything else disabled)
+    sync_node      VARCHAR(255) NULL             (node assignment, used later)
+    created_at     BIGINT                        (epoch seconds)
+
+``authenticate`` is one indexed SELECT by username; the slow password hash
+runs only when the credentials cache (per process, keyed by the stored hash,
+see :mod:`syncserver.auth.credentials_cache`) does not know the credentials.
+Legacy hashes (``{SSHA}``, ``{SSHA-256}``, ``{SSCRYPT}``) and argon2 hashes
+with outdated parameters are replaced after the next successful login.
+
+Every database failure that means "not reachable" becomes
+:class:`~syncserver.auth.AuthUnavailable` (its message never holds SQL
+parameters, so no password or hash).
+"""
+
+import logging
+import time
+
+import sqlalchemy
+from sqlalchemy import (BigInteger, Column, Integer, MetaData, SmallInteger, String, Table,
+                        exc, select)
+
+from syncserver import sqldb
+from syncserver.auth import (AuthBackend, AuthUnavailable, RegistrationClosed, User,
+                             UserExists, UserNotFound)
+from syncserver.auth.credentials_cache import CredentialsCache
+from syncserver.auth.passwords import hash_password, needs_rehash, verify_password
+from syncserver.auth.usernames import is_valid_username
+from syncserver.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STATUS_ENABLED = 1
+STATUS_DISABLED = 0
+
+MAX_EMAIL_LENGTH = 255
+MAX_HASH_LENGTH = 255
+
+metadata = MetaData()
+
+users = Table(
+    "users", metadata,
+    # BIGINT on MySQL/PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER
+    # (a 64-bit rowid alias all the same).
+    Column("userid", BigInteger().with_variant(Integer(), "sqlite"),
+           primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("password_hash", String(MAX_HASH_LENGTH), nullable=False),
+    Column("email", String(MAX_EMAIL_LENGTH), nullable=True),
+    Column("status", SmallInteger(), nullable=False, default=STATUS_ENABLED,
+           server_default=str(STATUS_ENABLED)),
+    Column("sync_node", String(255), nullable=True),
+    Column("created_at", BigInteger(), nullable=True),
+    sqlite_autoincrement=True,
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+# MySQL's "deadlock found" / "lock wait timeout": retried, never a duplicate.
+_MYSQL_RETRY_CODES = {1213, 1205}
+_INSERT_ATTEMPTS = 3
+
+
+class SQLAuth(AuthBackend):
+    """Accounts in the ``users`` table; see the module docstring.
+
+    ``password_hasher`` (a :class:`syncserver.auth.passwords.PasswordHasher`)
+    is for tests that want cheap argon2 parameters; None means the defaults.
+    Thread-safe: one instance serves every thread of the WSGI server.
+    """
+
+    def __init__(self, sqluri, create_tables=False, allow_new_users=True,
+                 credentials_cache_seconds=300, credentials_cache_secret=None,
+                 pool_size=10, pool_timeout=30, pool_recycle=3600,
+                 password_hasher=None, credentials_cache=None):
+        if not sqluri:
+            raise ConfigError("auth.sqluri is required by the SQL authentication backend.")
+        self.sqluri = sqluri
+        self.allow_new_users = allow_new_users
+        self._hasher = password_hasher
+        if credentials_cache is None:
+            credentials_cache = CredentialsCache(
+                credentials_cache_seconds, credentials_cache_secret or None)
+        self.credentials_cache = credentials_cache
+        try:
+            self._engine = sqldb.create_engine(
+                sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
+                pool_recycle=pool_recycle)
+        except (exc.ArgumentError, ImportError) as error:
+            raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
+        if create_tables:
+            self.create_tables()
+
+    @classmethod
+    def from_settings(cls, settings):
+        if not settings.sqluri:
+            raise ConfigError(
+                "auth.sqluri is required by the SQL authentication backend "
+                "(or set storage.sqluri, which it defaults to).")
+        return cls(
+            settings.sqluri,
+            create_tables=settings.create_tables,
+            allow_new_users=settings.allow_new_users,
+            credentials_cache_seconds=settings.credentials_cache_seconds,
+            credentials_cache_secret=settings.credentials_cache_secret or None,
+            pool_size=settings.pool_size,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+        )
+
+    @property
+    def engine(self):
+        return self._engine
+
+    def create_tables(self):
+        """Create the ``users`` table if it is missing (safe to run from several processes)."""
+        with sqldb.translate_errors(AuthUnavailable):
+            try:
+                with sqldb.write_transaction(self._engine) as connection:
+                    metadata.create_all(connection, checkfirst=True)
+            except exc.DBAPIError:
+                # Another process created it between our check and our CREATE.
+                with sqldb.write_transaction(self._engine) as connection:
+                    metadata.create_all(connection, checkfirst=True)
+
+    def close(self):
+        self._engine.dispose()
+
+    # --- reads --------------------------------------------------------------
+
+    def is_healthy(self):
+        try:
+            with sqldb.read_connection(self._engine) as connection:
+                connection.execute(select(users.c.userid).limit(1)).first()
+            return True
+        except exc.SQLAlchemyError:
+            return False
+
+    def get_user(self, username):
+        if not is_valid_username(username):
+            return None
+        row = self._fetch(username)
+        return None if row is None else _user(row)
+
+    def _fetch(self, username):
+        query = select(users.c.userid, users.c.username, users.c.password_hash,
+                       users.c.email, users.c.status).where(users.c.username == username)
+        with sqldb.translate_errors(AuthUnavailable):
+            with sqldb.read_connection(self._engine) as connection:
+                return connection.execute(query).first()
+
+    def authenticate(self, username, password):
+        if not is_valid_username(username) or not isinstance(password, str):
+            return None
+        query = select(users.c.userid, users.c.password_hash, users.c.status,
+                       users.c.email).where(users.c.username == username)
+        with sqldb.translate_errors(AuthUnavailable):
+            with sqldb.read_connection(self._engine) as connection:
+                row = connection.execute(query).first()
+        if row is None or row.status != STATUS_ENABLED:
+            return None
+        user = User(user_id=row.userid, username=username, email=row.email, enabled=True)
+        stored = row.password_hash
+        cache = self.credentials_cache
+        if cache.is_known(username, password, stored):
+            return user
+        if not verify_password(password, stored, self._hasher):
+            return None
+        if needs_rehash(stored, self._hasher):
+            stored = self._rehash(row.userid, password, stored)
+        cache.remember(username, password, stored)
+        return user
+
+    def _rehash(self, userid, password, old_hash):
+        """Store a current hash of the verified ``password``; return the hash now stored.
+
+        The UPDATE only applies while the old hash is still there, so a
+        password changed meanwhile is never overwritten. Best effort: a
+        failure is logged, the login still succeeds.
+        """
+        new_hash = hash_password(password, self._hasher)
+        statement = (users.update()
+                     .where(users.c.userid == userid, users.c.password_hash == old_hash)
+                     .values(password_hash=new_hash))
+        try:
+            with sqldb.translate_errors(AuthUnavailable):
+                with sqldb.write_transaction(self._engine) as connection:
+                    changed = connection.execute(statement).rowcount
+        except AuthUnavailable as error:
+            logger.warning("could not upgrade the password hash of user id %s: %s", userid, error)
+            return old_hash
+        return new_hash if changed == 1 else old_hash
+
+    # --- writes -------------------------------------------------------------
+
+    def create_user(self, username, password, email):
+        if not self.allow_new_users:
+            raise RegistrationClosed("new accounts are not allowed on this server "
+                                     "(auth.allow_new_users is false)")
+        _check_username(username)
+        _check_email(email)
+        if not isinstance(password, str) or not password:
+            raise ValueError("a password is required")
+        password_hash = hash_password(password, self._hasher)
+        return self._insert(username, password_hash, email, None, STATUS_ENABLED)
+
+    def import_user(self, username, password_hash, email=None, userid=None, enabled=True):
+        """Add an account with an already-hashed password (migrations).
+
+        ``password_hash`` is stored as it is (a legacy ``{SSHA}``,
+        ``{SSHA-256}`` or ``{SSCRYPT}`` value keeps working and is upgraded at
+        the first login). ``userid`` keeps the account's id from the old
+        database, so its stored data stays attached; None assigns a new one.
+        Works whatever ``allow_new_users`` says. Raises :class:`UserExists`,
+        or :class:`ValueError` when ``userid`` belongs to another account.
+        """
+        _check_username(username)
+        _check_email(email)
+        if not isinstance(password_hash, str) or not password_hash:
+            raise ValueError("a password hash is required")
+        if len(password_hash) > MAX_HASH_LENGTH:
+            raise ValueError(f"the password hash is longer than {MAX_HASH_LENGTH} characters")
+        if userid is not None:
+            userid = int(userid)
+            if userid < 1:
+                raise ValueError("userid must be a positive integer")
+        status = STATUS_ENABLED if enabled else STATUS_DISABLED
+        return self._insert(username, password_hash, email, userid, status)
+
+    def _insert(self, username, password_hash, email, userid, status):
+        values = dict(username=username, password_hash=password_hash, email=email,
+                      status=status, created_at=int(time.time()))
+        if userid is not None:
+            values["userid"] = userid
+        for attempt in range(_INSERT_ATTEMPTS):
+            try:
+                with sqldb.translate_errors(AuthUnavailable):
+                    with sqldb.write_transaction(self._engine) as connection:
+                        result = connection.execute(users.insert().values(**values))
+                        new_id = userid if userid is not None else result.inserted_primary_key[0]
+                        if userid is not None:
+                            self._advance_sequence(connection, userid)
+                break
+            except exc.IntegrityError:
+                if self._fetch(username) is not None:
+                    raise UserExists(f"the username {username!r} is taken") from None
+                if userid is not None:
+                    raise ValueError(
+                        f"user id {userid} already belongs to another account") from None
+                raise
+            except AuthUnavailable as error:
+                # A MySQL deadlock between concurrent inserts is not an outage: retry.
+                if not _is_mysql_retryable(error.__cause__) or attempt == _INSERT_ATTEMPTS - 1:
+                    raise
+        return User(user_id=int(new_id), username=username, email=email,
+                    enabled=status == STATUS_ENABLED)
+
+    def _advance_sequence(self, connection, userid):
+        """After an explicit userid on PostgreSQL, keep the serial sequence ahead of it.
+
+        MySQL and SQLite move their counters past explicit ids by themselves.
+        The sequence only ever moves forward, so concurrent inserts are safe.
+        """
+        if connection.dialect.name != "postgresql":
+            return
+        connection.execute(sqlalchemy.text(
+            "SELECT CASE WHEN s.n < :userid THEN setval(CAST(:seq AS regclass), :userid) "
+            "ELSE s.n END FROM (SELECT nextval(CAST(:seq AS regclass)) AS n) AS s"
+        ), {"userid": userid, "seq": self._sequence_name(connection)})
+
+    @staticmethod
+    def _sequence_name(connection):
+        return connection.execute(sqlalchemy.text(
+            "SELECT pg_get_serial_sequence('users', 'userid')")).scalar_one()
+
+    def _update(self, username, **values):
+        if not is_valid_username(username):
+            raise UserNotFound(f"no account named {username!r}")
+        statement = users.update().where(users.c.username == username).values(**values)
+        with sqldb.translate_errors(AuthUnavailable):
+            with sqldb.write_transaction(self._engine) as connection:
+                changed = connection.execute(statement).rowcount
+        if changed == 0:
+            raise UserNotFound(f"no account named {username!r}")
+
+    def set_password(self, username, new_password):
+        if not isinstance(new_password, str) or not new_password:
+            raise ValueError("a password is required")
+        password_hash = hash_password(new_password, self._hasher)
+        try:
+            self._update(username, password_hash=password_hash)
+        finally:
+            self.credentials_cache.forget_user(username)
+
+    def set_email(self, username, email):
+        _check_email(email)
+        self._update(username, email=email)
+
+    def set_enabled(self, username, enabled):
+        self._update(username, status=STATUS_ENABLED if enabled else STATUS_DISABLED)
+
+    def delete_user(self, username):
+        if not is_valid_username(username):
+            return False
+        statement = users.delete().where(users.c.username == username)
+        try:
+            with sqldb.translate_errors(AuthUnavailable):
+                with sqldb.write_transaction(self._engine) as connection:
+                    return connection.execute(statement).rowcount > 0
+        finally:
+            self.credentials_cache.forget_user(username)
+
+
+def _user(row):
+    return User(user_id=row.userid, username=row.username, email=row.email,
+                enabled=row.status == STATUS_ENABLED)
+
+
+def _check_username(username):
+    if not is_valid_username(username):
+        raise ValueError("a username is 1 to 32 characters of [a-zA-Z0-9._-]")
+
+
+def _check_email(email):
+    if email is not None and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH):
+        raise ValueError(
+            f"the e-mail address must be a string of at most {MAX_EMAIL_LENGTH} characters")
+
+
+def _is_mysql_retryable(error):
+    original = getattr(error, "orig", None)
+    args = getattr(original, "args", None)
+    return bool(args) and args[0] in _MYSQL_RETRY_CODES
