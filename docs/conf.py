@@ -1,0 +1,7 @@
+"""Sphinx configuration for the syncserver documentation."""
+
+project = "syncserver"
+author = "syncserver developers"
+extensions = []
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
