@@ -52,7 +52,7 @@ class SyncServerApp:
         try:
             response = self.handle(request)
         except exc.HTTPException as error:
-            response = error
+            response = _plain_error(error, environ)
         except BackendUnavailable as error:
             response = crash_response(
                 request, 503, error, retry_after=self.settings.global_.retry_after)
@@ -83,3 +83,16 @@ class SyncServerApp:
         """Release the backends' connections (tests and clean shutdowns)."""
         self.storage.close()
         self.auth.close()
+
+
+def _plain_error(error, environ):
+    """WebOb errors without a body of their own get a plain-text page, whatever Accept says.
+
+    (WebOb would negotiate a JSON object, which clients mistake for a Weave code.)
+    """
+    if not error.has_body and not error.empty_body:
+        text = error.plain_body(environ)
+        error.content_type = "text/plain"
+        error.charset = "UTF-8"
+        error.text = text
+    return error

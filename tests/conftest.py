@@ -53,21 +53,38 @@ def mysql_url():
     admin.dispose()
 
 
-@pytest.fixture
-def postgresql_url():
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
+@pytest.fixture(scope="session")
+def _postgresql_database():
+    """One PostgreSQL database for the session (creating one copies a template: slow)."""
     name = "syncserver_test_" + uuid.uuid4().hex[:12]
     try:
         admin = sqlalchemy.create_engine(POSTGRESQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
     except Exception as error:  # noqa: BLE001
-        service_missing("PostgreSQL at " + POSTGRESQL_ADMIN_URL, error)
-    yield sqlalchemy.engine.make_url(POSTGRESQL_ADMIN_URL).set(database=name).render_as_string(
-        hide_password=False)
+        yield error
+        return
+    yield sqlalchemy.engine.make_url(POSTGRESQL_ADMIN_URL).set(database=name)
     with admin.connect() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture
+def postgresql_url(_postgresql_database):
+    """A fresh, empty PostgreSQL schema (first on the search path), dropped afterwards."""
+    if isinstance(_postgresql_database, Exception):
+        service_missing("PostgreSQL at " + POSTGRESQL_ADMIN_URL, _postgresql_database)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    owner = sqlalchemy.create_engine(_postgresql_database, isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = _postgresql_database.update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with owner.connect() as connection:
+        connection.exec_driver_sql("SET lock_timeout = '10s'")
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    owner.dispose()
 
 
 @pytest.fixture(params=["sqlite", "mysql", "postgresql"])

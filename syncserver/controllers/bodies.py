@@ -31,7 +31,11 @@ def read_json_body(request, max_bytes):
     """Decode the body as JSON, or raise 400 with code 6."""
     data = read_body(request, max_bytes)
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        # "\ud800" is valid JSON syntax but no text: nothing could store or return it.
+        if (b"\\ud" in data or b"\\uD" in data) and _has_lone_surrogate(value):
+            raise ValueError("lone surrogate")
+        return value
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise WeaveError(respcodes.JSON_PARSE_FAILURE) from None
 
@@ -43,6 +47,21 @@ def read_text_body(request, max_bytes):
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise WeaveError(respcodes.JSON_PARSE_FAILURE) from None
+
+
+def _has_lone_surrogate(value):
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item)
+                   for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def _reject_constant(name):

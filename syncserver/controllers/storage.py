@@ -11,7 +11,7 @@ from webob import Response, exc
 from syncserver.controllers.bodies import read_json_body
 from syncserver.protocol import formats, respcodes
 from syncserver.protocol.formats import RawJSON, timestamp_json
-from syncserver.protocol.query import parse_item_query, wants_full_records
+from syncserver.protocol.query import parse_item_query, query_parameters, wants_full_records
 from syncserver.protocol.respcodes import WeaveError
 from syncserver.protocol.timestamps import format_timestamp, parse_timestamp
 from syncserver.protocol.wbo import (
@@ -52,8 +52,9 @@ class StorageController:
     def get_collection(self, request, username, collection):
         if not is_valid_collection(collection):
             raise exc.HTTPNotFound("Invalid collection name.")
-        query = parse_item_query(request.GET)
-        full = wants_full_records(request.GET)
+        params = query_parameters(request)
+        query = parse_item_query(params)
+        full = wants_full_records(params)
         media_type = formats.choose_format(request.headers.get("Accept"))
         records = self.storage.get_items(request.sync_user.user_id, collection, query, full)
         response = Response(body=formats.render_records(records, full, media_type),
@@ -170,7 +171,7 @@ class StorageController:
     def delete_collection(self, request, username, collection):
         if not is_valid_collection(collection):
             raise exc.HTTPNotFound("Invalid collection name.")
-        query = parse_item_query(request.GET)
+        query = parse_item_query(query_parameters(request))
         since = _if_unmodified_since(request)
         try:
             timestamp = self.storage.delete_items(

@@ -17,6 +17,14 @@ SORT_ORDERS = ("oldest", "newest", "index")
 MAX_PAGE_VALUE = 1_000_000_000
 
 
+def query_parameters(request):
+    """``request.GET``, or a plain 400 when the query string is not UTF-8."""
+    try:
+        return request.GET
+    except UnicodeDecodeError:
+        raise exc.HTTPBadRequest("The query string is not valid UTF-8.") from None
+
+
 def parse_item_query(params):
     """Build the :class:`ItemQuery` from a WebOb ``request.GET``."""
     def last(name):

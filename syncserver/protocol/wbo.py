@@ -109,7 +109,7 @@ def payload_size(item):
 
 
 def _utf8(text):
-    # Lone surrogates cannot come from valid JSON text but can from \ud800 escapes.
+    # Bodies holding lone surrogates are refused before validation (code 6).
     return text.encode("utf-8", "surrogatepass")
 
 

@@ -1,0 +1,530 @@
+"""The bundled storage backend: records in SQLite, MySQL/MariaDB or PostgreSQL.
+
+How it keeps the consistency rules of :mod:`syncserver.storage`:
+
+- Every write is one transaction that starts by locking the user's
+  ``storage_users`` row (``SELECT ... FOR UPDATE``; on SQLite ``BEGIN
+  IMMEDIATE`` already serializes writers). The X-If-Unmodified-Since check,
+  the stamp and the write therefore never interleave with another write of
+  the same user, while different users never wait for each other.
+- ``storage_users.last_modified`` remembers the last stamp given to the user,
+  so stamps stay strictly increasing across deletions and clock jumps.
+- Collection timestamps live in ``user_collections``, so a collection whose
+  items were all deleted stays listed with the deletion's stamp.
+- Collection names map to ids in one global table. Names are resolved before
+  the user's transaction and cached in-process: ids never change.
+
+Statements are built once per shape (bind parameters for every value) so
+SQLAlchemy's compiled cache serves each request; a request costs a handful
+of statements (see the brief in each method).
+"""
+
+import contextlib
+import functools
+import time
+
+from sqlalchemy import BigInteger, Float, Integer, and_, bindparam, exc, func, select, tuple_
+
+from syncserver import sqldb
+from syncserver.errors import ConfigError
+from syncserver.storage import (NEVER_EXPIRES, ConflictError, PreconditionFailed,
+                                StorageBackend, StorageUnavailable, WriteResult)
+from syncserver.storage.sql_schema import (FIRST_CUSTOM_COLLECTION_ID, FIXED_COLLECTIONS,
+                                           collections_table, create_schema,
+                                           create_user_row_locked, items_table, metadata,
+                                           storage_users_table, user_collections_table)
+
+__all__ = ["SQLStorage", "metadata", "collections_table", "user_collections_table",
+           "storage_users_table", "items_table"]
+
+_items = items_table.c
+_users = storage_users_table.c
+_stamps = user_collections_table.c
+_names = collections_table.c
+
+#: Columns of a full record, in the order selected.
+_RECORD_COLUMNS = ("id", "modified", "sortindex", "payload", "parentid", "predecessorid")
+_METADATA_FIELDS = ("sortindex", "parentid", "predecessorid")
+_MAX_PAGE = 2 ** 31 - 1
+#: Attempts at giving a new collection name an id when other processes race us.
+_ALLOCATION_ATTEMPTS = 20
+
+_OWNED = and_(_items.userid == bindparam("userid"), _items.collection == bindparam("collection"))
+
+#: One WHERE clause per ItemQuery filter; the query field names the bind parameter.
+_FILTERS = {
+    "ids": _items.id.in_(bindparam("ids", expanding=True)),
+    "parentid": _items.parentid == bindparam("parentid"),
+    "predecessorid": _items.predecessorid == bindparam("predecessorid"),
+    "newer": _items.modified > bindparam("newer", type_=BigInteger),
+    "older": _items.modified < bindparam("older", type_=BigInteger),
+    # Float so that index_above=2.5 is not rounded to an integer by a bind cast.
+    "index_above": _items.sortindex > bindparam("index_above", type_=Float),
+    "index_below": _items.sortindex < bindparam("index_below", type_=Float),
+}
+
+#: id breaks ties so that limit/offset paging is deterministic.
+_ORDERS = {
+    "oldest": (_items.modified.asc(), _items.id.asc()),
+    "newest": (_items.modified.desc(), _items.id.desc()),
+    "index": (_items.sortindex.desc(), _items.id.desc()),
+}
+
+
+def _query_shape(query):
+    """Split an ItemQuery into the statement's shape (hashable) and its bind values."""
+    filters = tuple(name for name in _FILTERS if getattr(query, name) is not None)
+    params = {name: getattr(query, name) for name in filters}
+    if "ids" in params:
+        params["ids"] = list(set(params["ids"]))
+    for name in ("index_above", "index_below"):
+        if name in params:
+            params[name] = float(params[name])
+    limited = query.limit is not None
+    offset = bool(query.offset and query.offset > 0)
+    if limited:  # clamped: every database takes a 32-bit LIMIT, not all take more
+        params["limit"] = min(max(query.limit, 0), _MAX_PAGE)
+    if offset:
+        params["offset"] = min(query.offset, _MAX_PAGE)
+    return (filters, query.sort, limited, offset), params
+
+
+@functools.lru_cache(maxsize=1024)
+def _select_items(columns, shape, live_only):
+    filters, sort, limited, offset = shape
+    stmt = select(*[_items[name] for name in columns]).where(
+        _OWNED, *[_FILTERS[name] for name in filters])
+    if live_only:
+        stmt = stmt.where(_items.ttl > bindparam("now_seconds"))
+    order = _ORDERS.get(sort) or ((_items.id.asc(),) if limited or offset else ())
+    stmt = stmt.order_by(*order)
+    if limited:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    return stmt
+
+
+@functools.lru_cache(maxsize=256)
+def _delete_items(filters):
+    return items_table.delete().where(_OWNED, *[_FILTERS[name] for name in filters])
+
+
+@functools.lru_cache(maxsize=64)
+def _update_items(value_keys):
+    """UPDATE of the columns named by ``value_keys`` (``v_<column>`` bind names)."""
+    return items_table.update().where(
+        _items.userid == bindparam("k_userid"),
+        _items.collection == bindparam("k_collection"),
+        _items.id == bindparam("k_id"),
+    ).values({key[2:]: bindparam(key) for key in value_keys})
+
+
+_GET_ITEM = select(*[_items[name] for name in _RECORD_COLUMNS]).where(
+    _OWNED, _items.id == bindparam("id"), _items.ttl > bindparam("now_seconds"))
+_EXISTING = select(_items.id, _items.modified, _items.ttl).where(
+    _OWNED, _FILTERS["ids"]).with_for_update()
+_COLLECTION_TIMESTAMP = select(_stamps.modified).where(
+    _stamps.userid == bindparam("userid"), _stamps.collection == bindparam("collection"))
+_COLLECTION_TIMESTAMPS = select(_stamps.collection, _stamps.modified).where(
+    _stamps.userid == bindparam("userid"))
+_LIVE = and_(_items.userid == bindparam("userid"), _items.ttl > bindparam("now_seconds"))
+_COUNTS = select(_items.collection, func.count()).where(_LIVE).group_by(_items.collection)
+_USAGE = select(_items.collection, func.sum(_items.payload_size)).where(_LIVE).group_by(
+    _items.collection)
+_TOTAL_USAGE = select(func.coalesce(func.sum(_items.payload_size), 0)).where(_LIVE)
+_INSERT_STAMP = user_collections_table.insert()
+_UPDATE_STAMP = user_collections_table.update().where(
+    _stamps.userid == bindparam("k_userid"), _stamps.collection == bindparam("k_collection"),
+).values(modified=bindparam("v_modified"))
+_UPDATE_LAST_MODIFIED = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(last_modified=bindparam("v_last_modified"))
+_LOCK_USER = select(_users.last_modified).where(
+    _users.userid == bindparam("userid")).with_for_update()
+#: Lock and collection timestamp in one statement. Only where a locking read
+#: sees the latest committed rows of every table it reads (InnoDB) or where
+#: writers are serialized anyway (SQLite); PostgreSQL would join a stale snapshot.
+_LOCK_USER_WITH_STAMP = select(_users.last_modified, _stamps.modified).select_from(
+    storage_users_table.outerjoin(user_collections_table, and_(
+        _stamps.userid == _users.userid, _stamps.collection == bindparam("collection"))),
+).where(_users.userid == bindparam("userid")).with_for_update()
+_EXPIRED_KEYS = select(_items.userid, _items.collection, _items.id).where(
+    _items.ttl <= bindparam("now_seconds")).limit(bindparam("batch_size", type_=Integer))
+_PURGE = items_table.delete().where(
+    tuple_(_items.userid, _items.collection, _items.id).in_(bindparam("keys", expanding=True)),
+    _items.ttl <= bindparam("now_seconds"))
+_COLLECTION_BY_NAME = select(_names.id).where(_names.name == bindparam("name"))
+_COLLECTION_NAMES = select(_names.id, _names.name).where(
+    _names.id.in_(bindparam("ids", expanding=True)))
+_MAX_COLLECTION_ID = select(func.max(_names.id))
+
+
+class _UserLock:
+    """What a write learned while locking the user: last stamp and collection timestamp."""
+
+    __slots__ = ("connection", "user_id", "collection_id", "last_modified", "collection_ts")
+
+    def __init__(self, connection, user_id, collection_id, last_modified, collection_ts):
+        self.connection = connection
+        self.user_id = user_id
+        self.collection_id = collection_id
+        self.last_modified = last_modified
+        self.collection_ts = collection_ts
+
+    def next_stamp(self, now):
+        """The user's next stamp: ``now``, unless that would not move forward."""
+        return max(now, self.last_modified + 1, (self.collection_ts or 0) + 1)
+
+    def record(self, stamp):
+        """Make ``stamp`` the collection's timestamp and the user's last stamp."""
+        params = {"k_userid": self.user_id, "k_collection": self.collection_id}
+        if self.collection_id is not None:
+            if self.collection_ts is None:
+                self.connection.execute(_INSERT_STAMP, {
+                    "userid": self.user_id, "collection": self.collection_id, "modified": stamp})
+            else:
+                self.connection.execute(_UPDATE_STAMP, dict(params, v_modified=stamp))
+            self.collection_ts = stamp
+        self.connection.execute(_UPDATE_LAST_MODIFIED, dict(params, v_last_modified=stamp))
+        self.last_modified = stamp
+
+
+class SQLStorage(StorageBackend):
+    """Storage in a SQL database through SQLAlchemy Core. See the module docstring."""
+
+    def __init__(self, sqluri, pool_size=10, pool_timeout=30, pool_recycle=3600,
+                 create_tables=False):
+        self.sqluri = sqluri
+        self._engine = sqldb.create_engine(sqluri, pool_size=pool_size,
+                                           pool_timeout=pool_timeout, pool_recycle=pool_recycle)
+        dialect = self._engine.dialect.name
+        self._lock_statement = _LOCK_USER if dialect == "postgresql" else _LOCK_USER_WITH_STAMP
+        self._ensure_user = create_user_row_locked(dialect)
+        self._ids_by_name = dict(FIXED_COLLECTIONS)
+        self._names_by_id = {cid: name for name, cid in FIXED_COLLECTIONS.items()}
+        if create_tables:
+            with sqldb.translate_errors(StorageUnavailable):
+                create_schema(self._engine)
+
+    @classmethod
+    def from_settings(cls, settings):
+        if not settings.sqluri:
+            raise ConfigError("storage.sqluri is required for the sql storage backend.")
+        try:
+            return cls(settings.sqluri, pool_size=settings.pool_size,
+                       pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle,
+                       create_tables=settings.create_tables)
+        except (exc.ArgumentError, ImportError) as error:
+            raise ConfigError(
+                f"storage.sqluri is not a usable database URL: {error}") from None
+
+    @property
+    def engine(self):
+        """The SQLAlchemy engine (for tests and admin scripts)."""
+        return self._engine
+
+    def close(self):
+        self._engine.dispose()
+
+    dispose = close
+
+    # -- connections --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self):
+        with sqldb.translate_errors(StorageUnavailable), sqldb.read_connection(
+                self._engine) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _writing(self, user_id, collection_id, if_unmodified_since=None):
+        """One write transaction holding the user's lock; checks the precondition first."""
+        try:
+            with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
+                    self._engine) as connection:
+                lock = self._lock_user(connection, user_id, collection_id)
+                if (if_unmodified_since is not None and lock.collection_ts is not None
+                        and lock.collection_ts > if_unmodified_since):
+                    raise PreconditionFailed(lock.collection_ts)
+                yield lock
+        except exc.IntegrityError as error:
+            raise ConflictError("the write collided with a concurrent change") from error
+
+    def _lock_user(self, connection, user_id, collection_id):
+        params = {"userid": user_id, "collection": collection_id or 0}
+        row = connection.execute(self._lock_statement, params).first()
+        if row is None:  # the user's first write
+            connection.execute(self._ensure_user, {"userid": user_id, "last_modified": 0})
+            row = connection.execute(self._lock_statement, params).first()
+            if row is None:
+                raise ConflictError("the user was deleted while being written to")
+        if len(row) == 2:
+            collection_ts = row[1]
+        elif collection_id is not None:
+            collection_ts = connection.execute(_COLLECTION_TIMESTAMP, params).scalar()
+        else:
+            collection_ts = None
+        return _UserLock(connection, user_id, collection_id, row[0], collection_ts)
+
+    # -- collection names ---------------------------------------------------
+
+    def _collection_id(self, name, create):
+        """The id of collection ``name``; None if unknown and not ``create``."""
+        collection_id = self._ids_by_name.get(name)
+        if collection_id is not None:
+            return collection_id
+        with self._reading() as connection:
+            collection_id = connection.execute(_COLLECTION_BY_NAME, {"name": name}).scalar()
+        if collection_id is None and create:
+            collection_id = self._allocate_collection(name)
+        if collection_id is not None:
+            self._ids_by_name[name] = collection_id
+            self._names_by_id[collection_id] = name
+        return collection_id
+
+    def _allocate_collection(self, name):
+        """Give ``name`` the next free id, in its own short transaction.
+
+        A concurrent creator (of the same name or of the same id) makes our
+        INSERT fail; we then look again and retry.
+        """
+        for _ in range(_ALLOCATION_ATTEMPTS):
+            try:
+                with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
+                        self._engine) as connection:
+                    existing = connection.execute(_COLLECTION_BY_NAME, {"name": name}).scalar()
+                    if existing is not None:
+                        return existing
+                    top = connection.execute(_MAX_COLLECTION_ID).scalar() or 0
+                    collection_id = max(FIRST_CUSTOM_COLLECTION_ID, top + 1)
+                    connection.execute(collections_table.insert(),
+                                       {"id": collection_id, "name": name})
+                    return collection_id
+            except exc.IntegrityError:
+                continue
+        raise ConflictError(f"could not allocate an id for collection {name!r}")
+
+    def _named(self, connection, pairs):
+        """``{name: value}`` from ``(collection id, value)`` pairs."""
+        pairs = list(pairs)
+        unknown = [cid for cid, _ in pairs if cid not in self._names_by_id]
+        if unknown:
+            for cid, name in connection.execute(_COLLECTION_NAMES, {"ids": unknown}):
+                self._names_by_id[cid] = name
+                self._ids_by_name[name] = cid
+        names = self._names_by_id
+        # An id without a name cannot be shown to a client; it is skipped.
+        return {names[cid]: value for cid, value in pairs if cid in names}
+
+    # -- reads --------------------------------------------------------------
+
+    def is_healthy(self):
+        try:
+            with self._reading() as connection:
+                connection.execute(_COLLECTION_BY_NAME, {"name": "meta"}).scalar()
+            return True
+        except (StorageUnavailable, exc.SQLAlchemyError):
+            return False
+
+    def get_collection_timestamps(self, user_id):
+        with self._reading() as connection:
+            rows = connection.execute(_COLLECTION_TIMESTAMPS, {"userid": user_id}).all()
+            return self._named(connection, rows)
+
+    def get_collection_timestamp(self, user_id, collection):
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return None
+        with self._reading() as connection:
+            return connection.execute(_COLLECTION_TIMESTAMP, {
+                "userid": user_id, "collection": collection_id}).scalar()
+
+    def get_collection_counts(self, user_id):
+        return self._per_collection(_COUNTS, user_id)
+
+    def get_collection_usage(self, user_id):
+        return self._per_collection(_USAGE, user_id)
+
+    def _per_collection(self, statement, user_id):
+        with self._reading() as connection:
+            rows = connection.execute(statement, {
+                "userid": user_id, "now_seconds": int(time.time())}).all()
+            return self._named(connection, ((cid, int(value)) for cid, value in rows))
+
+    def get_total_usage(self, user_id):
+        with self._reading() as connection:
+            return int(connection.execute(_TOTAL_USAGE, {
+                "userid": user_id, "now_seconds": int(time.time())}).scalar())
+
+    def get_items(self, user_id, collection, query, full):
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return []
+        shape, params = _query_shape(query)
+        params.update(userid=user_id, collection=collection_id, now_seconds=int(time.time()))
+        columns = _RECORD_COLUMNS if full else ("id",)
+        with self._reading() as connection:
+            rows = connection.execute(_select_items(columns, shape, True), params).all()
+        if not full:
+            return [{"id": row[0]} for row in rows]
+        return [{key: value for key, value in zip(_RECORD_COLUMNS, row) if value is not None}
+                for row in rows]
+
+    def get_item(self, user_id, collection, item_id):
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return None
+        with self._reading() as connection:
+            row = connection.execute(_GET_ITEM, {
+                "userid": user_id, "collection": collection_id, "id": item_id,
+                "now_seconds": int(time.time())}).first()
+        if row is None:
+            return None
+        return {key: value for key, value in zip(_RECORD_COLUMNS, row) if value is not None}
+
+    # -- writes -------------------------------------------------------------
+
+    def set_items(self, user_id, collection, items, now, if_unmodified_since=None):
+        """Lock + precondition, one SELECT of the stored rows, one INSERT, grouped UPDATEs."""
+        writes = _merge_writes(items)
+        collection_id = self._collection_id(collection, create=True)
+        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
+            if not writes:
+                return WriteResult(now, {})
+            connection = lock.connection
+            now_seconds = int(time.time())
+            stored = {row[0]: (row[1], row[2]) for row in connection.execute(_EXISTING, {
+                "userid": user_id, "collection": collection_id, "ids": list(writes)})}
+            stamped = any("payload" in fields for fields in writes.values())
+            stamp = lock.next_stamp(now) if stamped else now
+            inserts, replaced, updates, modified = [], [], {}, {}
+            for item_id, fields in writes.items():
+                previous = stored.get(item_id)
+                payload = fields.get("payload")
+                if previous is None or previous[1] <= now_seconds:
+                    # New, or expired and so replaced whole.
+                    if previous is not None:
+                        replaced.append(item_id)
+                    ttl = fields.get("ttl")
+                    row = {
+                        "userid": user_id, "collection": collection_id, "id": item_id,
+                        "sortindex": fields.get("sortindex"), "parentid": fields.get("parentid"),
+                        "predecessorid": fields.get("predecessorid"), "payload": payload,
+                        "payload_size": len(payload.encode("utf-8")) if payload is not None else 0,
+                        "modified": stamp if payload is not None else None,
+                        "ttl": now_seconds + ttl if ttl is not None else NEVER_EXPIRES,
+                    }
+                    inserts.append(row)
+                    modified[item_id] = row["modified"]
+                    continue
+                values = {"v_" + name: fields[name] for name in _METADATA_FIELDS if name in fields}
+                if "ttl" in fields:
+                    values["v_ttl"] = now_seconds + fields["ttl"]
+                if payload is not None:
+                    values.update(v_payload=payload, v_modified=stamp,
+                                  v_payload_size=len(payload.encode("utf-8")))
+                    modified[item_id] = stamp
+                else:
+                    modified[item_id] = previous[0]
+                if values:
+                    key = tuple(sorted(values))
+                    values.update(k_userid=user_id, k_collection=collection_id, k_id=item_id)
+                    updates.setdefault(key, []).append(values)
+            if replaced:
+                connection.execute(_delete_items(("ids",)), {
+                    "userid": user_id, "collection": collection_id, "ids": replaced})
+            if inserts:
+                connection.execute(items_table.insert(), inserts)
+            for key, rows in updates.items():
+                connection.execute(_update_items(key), rows)
+            if stamped:
+                lock.record(stamp)
+            return WriteResult(stamp, modified)
+
+    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return None
+        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
+            deleted = lock.connection.execute(_delete_items(("ids",)), {
+                "userid": user_id, "collection": collection_id, "ids": [item_id]}).rowcount
+            return self._stamp_deletion(lock, deleted, now)
+
+    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
+        """Filters only: one DELETE. With limit/offset: select the keys, then delete them."""
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return None
+        shape, params = _query_shape(query)
+        params.update(userid=user_id, collection=collection_id)
+        filters, _sort, limited, offset = shape
+        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
+            connection = lock.connection
+            if limited or offset:
+                keys = connection.execute(_select_items(("id",), shape, False), params).scalars()
+                params = {"userid": user_id, "collection": collection_id, "ids": list(keys)}
+                filters = ("ids",)
+                if not params["ids"]:
+                    return None
+            deleted = connection.execute(_delete_items(filters), params).rowcount
+            return self._stamp_deletion(lock, deleted, now)
+
+    @staticmethod
+    def _stamp_deletion(lock, deleted, now):
+        if not deleted:
+            return None
+        stamp = lock.next_stamp(now)
+        lock.record(stamp)
+        return stamp
+
+    def delete_storage(self, user_id, now):
+        """Returns the deletion's stamp if anything was deleted, else None."""
+        with self._writing(user_id, None) as lock:
+            params = {"userid": user_id}
+            deleted = lock.connection.execute(
+                items_table.delete().where(_items.userid == bindparam("userid")), params).rowcount
+            deleted += lock.connection.execute(user_collections_table.delete().where(
+                _stamps.userid == bindparam("userid")), params).rowcount
+            return self._stamp_deletion(lock, deleted, now)
+
+    def delete_user(self, user_id):
+        # The user's lock comes first, as for writers (even when the row must be
+        # created for it), so the two never wait for each other in opposite orders.
+        with self._writing(user_id, None) as lock:
+            for table in (items_table, user_collections_table, storage_users_table):
+                lock.connection.execute(
+                    table.delete().where(table.c.userid == bindparam("userid")),
+                    {"userid": user_id})
+
+    def purge_expired(self, now_seconds, batch_size=1000):
+        """Select a batch of expired keys, then delete them user by user.
+
+        Each user's rows go in a short transaction that first takes the user's
+        lock, in the same order as writers, so purging never deadlocks with
+        them. A row rewritten in between (so no longer expired) is left alone.
+        """
+        params = {"now_seconds": int(now_seconds), "batch_size": int(batch_size)}
+        by_user = {}
+        with self._reading() as connection:
+            for user_id, collection_id, item_id in connection.execute(_EXPIRED_KEYS, params):
+                by_user.setdefault(user_id, []).append((user_id, collection_id, item_id))
+        purged = 0
+        for user_id, keys in by_user.items():
+            with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
+                    self._engine) as connection:
+                if connection.execute(_LOCK_USER, {"userid": user_id}).first() is None:
+                    continue  # deleted meanwhile, items included
+                purged += connection.execute(_PURGE, dict(params, keys=keys)).rowcount
+        return purged
+
+
+def _merge_writes(items):
+    """``{id: {field: value}}`` with duplicates merged in order, later values winning."""
+    writes = {}
+    for item in items:
+        fields = writes.setdefault(item.id, {})
+        for name in ("payload", "sortindex", "parentid", "predecessorid", "ttl"):
+            value = getattr(item, name)
+            if value is not None:
+                fields[name] = value
+    return writes

@@ -1,0 +1,9 @@
+"""Test kits for plugin authors."""
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the kits are only useful under pytest
+    pass
+else:
+    # Plain asserts in the kits then report values, as in the author's own tests.
+    pytest.register_assert_rewrite("syncserver.testing.storage_conformance")
