@@ -17,7 +17,7 @@ from syncserver.controllers.misc import MiscController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
 from syncserver.crashes import crash_response
-from syncserver.errors import BackendUnavailable
+from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
 
@@ -25,7 +25,21 @@ logger = logging.getLogger("syncserver")
 
 
 def make_app(global_conf=None, **settings):
-    """PasteDeploy app factory (``use = egg:syncserver``): settings are the ``[app:main]`` keys."""
+    """PasteDeploy app factory (``use = egg:syncserver``): settings are the ``[app:main]`` keys.
+
+    A configuration error or a database that cannot be set up stops the
+    server with one sentence instead of a traceback.
+    """
+    try:
+        return build_app(settings)
+    except ConfigError as error:
+        raise SystemExit(f"syncserver: configuration error: {error}") from None
+    except BackendUnavailable as error:
+        raise SystemExit(f"syncserver: cannot start: {error}") from None
+
+
+def build_app(settings):
+    """Build the application from ``[app:main]`` keys; raises :class:`ConfigError`."""
     parsed = parse_settings(settings)
     storage = parsed.storage.backend.from_settings(parsed.storage)
     auth = parsed.auth.backend.from_settings(parsed.auth)

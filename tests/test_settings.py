@@ -99,3 +99,10 @@ def test_plugin_extra_settings_are_accepted(tmp_path, monkeypatch):
     assert parsed.storage.options["shard_count"] == "4"
     with pytest.raises(ConfigError):
         settings(storage__backend="extra_plugin.ExtraStorage", storage__shard_cout="4")
+
+
+def test_paste_factory_stops_with_one_sentence(tmp_path):
+    from syncserver.app import make_app
+    with pytest.raises(SystemExit) as caught:
+        make_app({}, **{"storage.sqluri": f"sqlite:///{tmp_path}/x.db", "storage.quota_sise": "1"})
+    assert str(caught.value) == "syncserver: configuration error: Unknown setting 'storage.quota_sise'."
