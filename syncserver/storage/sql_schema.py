@@ -1,11 +1,17 @@
-"""The tables of the SQL storage backend (SQLAlchemy Core) and its per-dialect inserts.
+"""What the SQL storage backend's SQL is: tables, indexes and the statements run on them.
 
-Nothing here touches a database: :func:`create_schema` is called only when
+:mod:`syncserver.storage.sql` decides when each statement runs and in which
+transaction. Statements are SQLAlchemy Core, built once at import with a bind
+parameter for every value, so the compiled cache serves every request; the
+shapes that vary (filters, sorts, updated columns) are built once per shape.
+Nothing here touches a database: :func:`create_schema` runs only when
 ``storage.create_tables`` is on.
 """
 
-from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text,
-                        TypeDecorator, exc, select)
+import functools
+
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table,
+                        Text, TypeDecorator, and_, bindparam, exc, func, select, tuple_)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from syncserver.storage import StorageError
@@ -149,3 +155,143 @@ def create_schema(engine, attempts=3):
         raise StorageError(
             "the collections table maps the standard collection names to unexpected ids: "
             f"{sorted(stored.items())}")
+
+
+# -- statements ----------------------------------------------------------------
+
+_items = items_table.c
+_users = storage_users_table.c
+_stamps = user_collections_table.c
+_names = collections_table.c
+
+#: Columns of a full record, in the order selected.
+RECORD_COLUMNS = ("id", "modified", "sortindex", "payload", "parentid", "predecessorid")
+#: Largest LIMIT/OFFSET sent: every database takes a 32-bit one, not all take more.
+MAX_PAGE = 2 ** 31 - 1
+
+_OWNED = and_(_items.userid == bindparam("userid"), _items.collection == bindparam("collection"))
+
+#: One WHERE clause per ItemQuery filter; the query field names the bind parameter.
+_FILTERS = {
+    "ids": _items.id.in_(bindparam("ids", expanding=True)),
+    "parentid": _items.parentid == bindparam("parentid"),
+    "predecessorid": _items.predecessorid == bindparam("predecessorid"),
+    "newer": _items.modified > bindparam("newer", type_=BigInteger),
+    "older": _items.modified < bindparam("older", type_=BigInteger),
+    # Float so that index_above=2.5 is not rounded to an integer by a bind cast.
+    "index_above": _items.sortindex > bindparam("index_above", type_=Float),
+    "index_below": _items.sortindex < bindparam("index_below", type_=Float),
+}
+
+#: id breaks ties so that limit/offset paging is deterministic.
+_ORDERS = {
+    "oldest": (_items.modified.asc(), _items.id.asc()),
+    "newest": (_items.modified.desc(), _items.id.desc()),
+    "index": (_items.sortindex.desc(), _items.id.desc()),
+}
+
+
+def query_shape(query):
+    """Split an ItemQuery into the statement's shape (hashable) and its bind values."""
+    filters = tuple(name for name in _FILTERS if getattr(query, name) is not None)
+    params = {name: getattr(query, name) for name in filters}
+    if "ids" in params:
+        params["ids"] = list(set(params["ids"]))
+    for name in ("index_above", "index_below"):
+        if name in params:
+            params[name] = float(params[name])
+    limited = query.limit is not None
+    offset = bool(query.offset and query.offset > 0)
+    if limited:
+        params["limit"] = min(max(query.limit, 0), MAX_PAGE)
+    if offset:
+        params["offset"] = min(query.offset, MAX_PAGE)
+    return (filters, query.sort, limited, offset), params
+
+
+@functools.lru_cache(maxsize=1024)
+def select_items(columns, shape, live_only):
+    """SELECT of ``columns`` for a :func:`query_shape`; ``live_only`` hides expired items."""
+    filters, sort, limited, offset = shape
+    stmt = select(*[_items[name] for name in columns]).where(
+        _OWNED, *[_FILTERS[name] for name in filters])
+    if live_only:
+        stmt = stmt.where(_items.ttl > bindparam("now_seconds"))
+    order = _ORDERS.get(sort) or ((_items.id.asc(),) if limited or offset else ())
+    stmt = stmt.order_by(*order)
+    if limited:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    return stmt
+
+
+@functools.lru_cache(maxsize=256)
+def delete_items(filters):
+    """DELETE of a collection's items matching ``filters`` (names of ItemQuery fields)."""
+    return items_table.delete().where(_OWNED, *[_FILTERS[name] for name in filters])
+
+
+@functools.lru_cache(maxsize=64)
+def update_items(value_keys):
+    """UPDATE of the columns named by ``value_keys`` (``v_<column>`` bind names)."""
+    return items_table.update().where(
+        _items.userid == bindparam("k_userid"),
+        _items.collection == bindparam("k_collection"),
+        _items.id == bindparam("k_id"),
+    ).values({key[2:]: bindparam(key) for key in value_keys})
+
+
+# Items.
+INSERT_ITEM = items_table.insert()
+GET_ITEM = select(*[_items[name] for name in RECORD_COLUMNS]).where(
+    _OWNED, _items.id == bindparam("id"), _items.ttl > bindparam("now_seconds"))
+#: Locked so that a purge cannot delete a row between this read and our update.
+EXISTING_ITEMS = select(_items.id, _items.modified, _items.ttl).where(
+    _OWNED, _FILTERS["ids"]).with_for_update()
+EXPIRED_KEYS = select(_items.userid, _items.collection, _items.id).where(
+    _items.ttl <= bindparam("now_seconds")).limit(bindparam("batch_size", type_=Integer))
+PURGE_KEYS = items_table.delete().where(
+    tuple_(_items.userid, _items.collection, _items.id).in_(bindparam("keys", expanding=True)),
+    _items.ttl <= bindparam("now_seconds"))
+DELETE_USER_ITEMS = items_table.delete().where(_items.userid == bindparam("userid"))
+
+# Per-user totals of live items.
+_LIVE = and_(_items.userid == bindparam("userid"), _items.ttl > bindparam("now_seconds"))
+COLLECTION_COUNTS = select(_items.collection, func.count()).where(_LIVE).group_by(
+    _items.collection)
+COLLECTION_USAGE = select(_items.collection, func.sum(_items.payload_size)).where(
+    _LIVE).group_by(_items.collection)
+TOTAL_USAGE = select(func.coalesce(func.sum(_items.payload_size), 0)).where(_LIVE)
+
+# Collection timestamps.
+COLLECTION_TIMESTAMP = select(_stamps.modified).where(
+    _stamps.userid == bindparam("userid"), _stamps.collection == bindparam("collection"))
+COLLECTION_TIMESTAMPS = select(_stamps.collection, _stamps.modified).where(
+    _stamps.userid == bindparam("userid"))
+INSERT_COLLECTION_STAMP = user_collections_table.insert()
+UPDATE_COLLECTION_STAMP = user_collections_table.update().where(
+    _stamps.userid == bindparam("k_userid"), _stamps.collection == bindparam("k_collection"),
+).values(modified=bindparam("v_modified"))
+DELETE_USER_STAMPS = user_collections_table.delete().where(
+    _stamps.userid == bindparam("userid"))
+
+# The user's row: last stamp and write lock.
+LOCK_USER = select(_users.last_modified).where(
+    _users.userid == bindparam("userid")).with_for_update()
+#: Lock and collection timestamp in one statement. Only where a locking read
+#: sees the latest committed rows of every table it reads (InnoDB) or where
+#: writers are serialized anyway (SQLite); PostgreSQL would join a stale snapshot.
+LOCK_USER_WITH_STAMP = select(_users.last_modified, _stamps.modified).select_from(
+    storage_users_table.outerjoin(user_collections_table, and_(
+        _stamps.userid == _users.userid, _stamps.collection == bindparam("collection"))),
+).where(_users.userid == bindparam("userid")).with_for_update()
+UPDATE_LAST_MODIFIED = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(last_modified=bindparam("v_last_modified"))
+DELETE_USER_ROW = storage_users_table.delete().where(_users.userid == bindparam("userid"))
+
+# Collection names.
+COLLECTION_BY_NAME = select(_names.id).where(_names.name == bindparam("name"))
+COLLECTION_NAMES = select(_names.id, _names.name).where(
+    _names.id.in_(bindparam("ids", expanding=True)))
+MAX_COLLECTION_ID = select(func.max(_names.id))

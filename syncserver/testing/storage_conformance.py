@@ -817,3 +817,40 @@ class StorageConformanceTests:
         assert sorted(stamps) == list(range(at, at + 12))
         assert storage.get_collection_timestamp(USER, "shared") == at + 11
         assert storage.get_collection_counts(USER) == {"shared": 12}
+
+    def test_mixed_concurrent_operations_raise_no_errors(self, storage):
+        """Writes, deletes, purges and account deletions racing on shared users."""
+        def work(index):
+            rnd = random.Random(index)
+            for _ in range(40):
+                user, collection = rnd.randint(1, 3), rnd.choice(["bookmarks", "custom-a"])
+                choice = rnd.random()
+                if choice < 0.5:
+                    try:
+                        put(storage, collection, *[
+                            {"id": f"i{rnd.randint(0, 9)}", "payload": "x",
+                             "ttl": rnd.choice([None, 0, 60])} for _ in range(rnd.randint(1, 5))],
+                            user=user, since=storage.get_collection_timestamp(user, collection))
+                    except PreconditionFailed:
+                        pass
+                elif choice < 0.65:
+                    storage.delete_item(user, collection, f"i{rnd.randint(0, 9)}", now())
+                elif choice < 0.75:
+                    storage.delete_items(user, collection, ItemQuery(sort="newest", limit=2), now())
+                elif choice < 0.8:
+                    storage.delete_storage(user, now())
+                elif choice < 0.85:
+                    storage.delete_user(user)
+                elif choice < 0.9:
+                    storage.purge_expired(int(time.time()) + 1, batch_size=5)
+                else:
+                    get(storage, collection, user=user, full=True, sort="index", limit=3)
+                    storage.get_collection_timestamps(user)
+
+        assert run_threads(8, work) == []
+        for user in (1, 2, 3):
+            stamps = storage.get_collection_timestamps(user)
+            at = max(stamps.values(), default=0)
+            assert put(storage, "bookmarks", {"id": "last", "payload": "x"}, user=user,
+                       at=at).timestamp > at
+
