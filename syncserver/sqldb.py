@@ -65,7 +65,9 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        # Reads run without BEGIN (the driver is in autocommit): each statement
+        # sees one consistent snapshot and never takes the write lock.
+        if not connection.get_execution_options().get(_READ_ONLY):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
@@ -75,11 +77,18 @@ def is_sqlite(engine):
     return engine.dialect.name == "sqlite"
 
 
+_READ_ONLY = "syncserver_read_only"
+
+
 @contextlib.contextmanager
 def read_connection(engine):
-    """A connection for reads, outside any explicit transaction."""
+    """A connection for reads: no write lock on SQLite, READ COMMITTED elsewhere.
+
+    Isolation levels are not switched per checkout: that costs a round trip
+    (MySQL) or a driver reconfiguration (SQLite) on every read.
+    """
     with engine.connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection.execution_options(**{_READ_ONLY: True})
 
 
 @contextlib.contextmanager

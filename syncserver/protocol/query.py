@@ -10,6 +10,7 @@ import math
 from webob import exc
 
 from syncserver.protocol.timestamps import parse_timestamp
+from syncserver.protocol.wbo import is_valid_item_id, is_valid_reference_id
 from syncserver.storage import ItemQuery
 
 SORT_ORDERS = ("oldest", "newest", "index")
@@ -34,11 +35,16 @@ def parse_item_query(params):
     fields = {}
     ids = last("ids")
     if ids is not None:
-        fields["ids"] = tuple(dict.fromkeys(ids.split(",")))
+        # Ids that no item can have (too long, NUL...) simply match nothing.
+        fields["ids"] = tuple(item_id for item_id in dict.fromkeys(ids.split(","))
+                              if item_id == "" or is_valid_item_id(item_id))
     for name in ("parentid", "predecessorid"):
         value = last(name)
         if value is not None:
-            fields[name] = value
+            if is_valid_reference_id(value):
+                fields[name] = value
+            else:
+                fields["ids"] = ()  # no item can have it: match nothing
     for name in ("newer", "older"):
         value = last(name)
         if value is not None:

@@ -44,6 +44,11 @@ def is_valid_item_id(item_id):
     return isinstance(item_id, str) and _ITEM_ID.match(item_id) is not None
 
 
+def is_valid_reference_id(value):
+    """A ``parentid`` / ``predecessorid`` value that could be stored."""
+    return isinstance(value, str) and _REFERENCE_ID.match(value) is not None
+
+
 def is_valid_collection(name):
     return isinstance(name, str) and _COLLECTION.match(name) is not None
 
@@ -97,6 +102,8 @@ def parse_wbo(obj, max_payload_bytes, item_id=None):
     if payload is not None:
         if not isinstance(payload, str):
             raise InvalidWBO("payload not a string")
+        if "\x00" in payload:  # PostgreSQL cannot store it; no client sends it
+            raise InvalidWBO("invalid payload")
         if len(payload) * 4 > max_payload_bytes and len(_utf8(payload)) > max_payload_bytes:
             raise InvalidWBO("payload too large")
         fields["payload"] = payload

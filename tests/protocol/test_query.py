@@ -59,3 +59,9 @@ def test_full_means_any_non_empty_value():
     assert wants_full_records(MultiDict(full="0"))
     assert not wants_full_records(MultiDict(full=""))
     assert not wants_full_records(MultiDict())
+
+
+def test_values_no_item_can_have_match_nothing():
+    assert parse(ids="a,\x00,b," + "x" * 65).ids == ("a", "b")
+    assert parse(parentid="bad\x00").ids == ()
+    assert parse(predecessorid="é", ids="a").ids == ()

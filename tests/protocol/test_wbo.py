@@ -90,3 +90,7 @@ def test_parentid_limits():
     assert parse_wbo({"id": "a", "parentid": "menu"}, MAX).parentid == "menu"
     assert reason({"id": "a", "parentid": "x" * 65}) == "invalid parentid"
     assert reason({"id": "a", "predecessorid": "é"}) == "invalid predecessorid"
+
+
+def test_nul_in_payload_is_refused_on_every_database():
+    assert reason({"id": "a", "payload": "a\x00b"}) == "invalid payload"
