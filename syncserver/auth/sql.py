@@ -10,9 +10,16 @@ One table, ``users``::
     sync_node      VARCHAR(255) NULL             (node assignment, used later)
     created_at     BIGINT                        (epoch seconds)
 
-``authenticate`` is one indexed SELECT by username; the slow password hash
-runs only when the credentials cache (per process, keyed by the stored hash,
-see :mod:`syncserver.auth.credentials_cache`) does not know the credentials.
+and ``credential_changes``, a feed of "this user's credentials changed"
+(password set, account disabled or deleted) that every process reads.
+
+``authenticate`` answers repeated good credentials from the per-process
+credentials cache (:mod:`syncserver.auth.credentials_cache`) without touching
+the database; only unknown credentials cost a SELECT and the slow hash. Each
+process reads the change feed at most once per ``changes_poll_seconds``
+(default 1 s) and forgets the credentials it lists, so a password change or
+deletion in any process stops the old credentials everywhere within that
+interval (at once in the process that made it).
 Legacy hashes (``{SSHA}``, ``{SSHA-256}``, ``{SSCRYPT}``) and argon2 hashes
 with outdated parameters are replaced after the next successful login.
 
@@ -22,11 +29,12 @@ parameters, so no password or hash).
 """
 
 import logging
+import threading
 import time
 
 import sqlalchemy
 from sqlalchemy import (BigInteger, Column, Integer, MetaData, SmallInteger, String, Table,
-                        exc, select)
+                        exc, func, select)
 
 from syncserver import sqldb
 from syncserver.auth import (AuthBackend, AuthUnavailable, RegistrationClosed, User,
@@ -65,6 +73,21 @@ users = Table(
     mysql_collate="utf8mb4_bin",
 )
 
+credential_changes = Table(
+    "credential_changes", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"),
+           primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False),
+    Column("changed_at", BigInteger(), nullable=False, index=True),
+    sqlite_autoincrement=True,
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: Change-feed rows older than this are pruned; cached credentials never live as long.
+_MIN_CHANGE_RETENTION = 3600
+
 # MySQL's "deadlock found" / "lock wait timeout": retried, never a duplicate.
 _MYSQL_RETRY_CODES = {1213, 1205}
 _INSERT_ATTEMPTS = 3
@@ -81,7 +104,7 @@ class SQLAuth(AuthBackend):
     def __init__(self, sqluri, create_tables=False, allow_new_users=True,
                  credentials_cache_seconds=300, credentials_cache_secret=None,
                  pool_size=10, pool_timeout=30, pool_recycle=3600,
-                 password_hasher=None, credentials_cache=None):
+                 password_hasher=None, credentials_cache=None, changes_poll_seconds=1.0):
         if not sqluri:
             raise ConfigError("auth.sqluri is required by the SQL authentication backend.")
         self.sqluri = sqluri
@@ -91,6 +114,13 @@ class SQLAuth(AuthBackend):
             credentials_cache = CredentialsCache(
                 credentials_cache_seconds, credentials_cache_secret or None)
         self.credentials_cache = credentials_cache
+        self._changes_poll_seconds = changes_poll_seconds
+        self._changes_lock = threading.Lock()
+        self._changes_polled_at = None
+        self._last_change_id = None
+        #: Bumped whenever credentials are forgotten: a check that overlapped it is not cached.
+        self._forget_generation = 0
+        self._change_retention = max(_MIN_CHANGE_RETENTION, 2 * credentials_cache.seconds)
         try:
             self._engine = sqldb.create_engine(
                 sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
@@ -161,6 +191,13 @@ class SQLAuth(AuthBackend):
     def authenticate(self, username, password):
         if not is_valid_username(username) or not isinstance(password, str):
             return None
+        cache = self.credentials_cache
+        if cache.enabled:
+            self._apply_credential_changes()
+            user = cache.lookup(username, password)
+            if user is not None:
+                return user
+        generation = self._forget_generation
         query = select(users.c.userid, users.c.password_hash, users.c.status,
                        users.c.email).where(users.c.username == username)
         with sqldb.translate_errors(AuthUnavailable):
@@ -168,24 +205,61 @@ class SQLAuth(AuthBackend):
                 row = connection.execute(query).first()
         if row is None or row.status != STATUS_ENABLED:
             return None
-        user = User(user_id=row.userid, username=username, email=row.email, enabled=True)
         stored = row.password_hash
-        cache = self.credentials_cache
-        if cache.is_known(username, password, stored):
-            return user
         if not verify_password(password, stored, self._hasher):
             return None
+        still_current = True
         if needs_rehash(stored, self._hasher):
-            stored = self._rehash(row.userid, password, stored)
-        cache.remember(username, password, stored)
+            still_current = self._rehash(row.userid, password, stored)
+        user = User(user_id=row.userid, username=username, email=row.email, enabled=True)
+        if still_current and generation == self._forget_generation:
+            cache.remember(username, password, user)
         return user
 
-    def _rehash(self, userid, password, old_hash):
-        """Store a current hash of the verified ``password``; return the hash now stored.
+    def _apply_credential_changes(self):
+        """Forget cached credentials that another process changed (at most once per interval)."""
+        now = time.monotonic()
+        polled_at = self._changes_polled_at
+        if polled_at is not None and now - polled_at < self._changes_poll_seconds:
+            return
+        with self._changes_lock:
+            if self._changes_polled_at is not None and (
+                    now - self._changes_polled_at < self._changes_poll_seconds):
+                return
+            with sqldb.translate_errors(AuthUnavailable):
+                with sqldb.read_connection(self._engine) as connection:
+                    if self._last_change_id is None:
+                        # Nothing is cached yet: start from the end of the feed.
+                        self._last_change_id = connection.execute(
+                            select(func.coalesce(func.max(credential_changes.c.id), 0))).scalar()
+                        changes = []
+                    else:
+                        changes = connection.execute(
+                            select(credential_changes.c.id, credential_changes.c.username)
+                            .where(credential_changes.c.id > self._last_change_id)
+                            .order_by(credential_changes.c.id)).all()
+            for change_id, username in changes:
+                self._forget(username)
+                self._last_change_id = change_id
+            self._changes_polled_at = now
 
-        The UPDATE only applies while the old hash is still there, so a
-        password changed meanwhile is never overwritten. Best effort: a
-        failure is logged, the login still succeeds.
+    def _forget(self, username):
+        self._forget_generation += 1
+        self.credentials_cache.forget_user(username)
+
+    def _record_credential_change(self, connection, username):
+        """Tell every process to forget ``username``'s cached credentials (same transaction)."""
+        now = int(time.time())
+        connection.execute(credential_changes.insert().values(username=username, changed_at=now))
+        connection.execute(credential_changes.delete().where(
+            credential_changes.c.changed_at < now - self._change_retention))
+
+    def _rehash(self, userid, password, old_hash):
+        """Store a current hash of the verified ``password``.
+
+        Returns False when the stored hash was no longer ``old_hash`` (the
+        password changed meanwhile, and is never overwritten), True otherwise.
+        Best effort: a database failure is logged, the login still succeeds.
         """
         new_hash = hash_password(password, self._hasher)
         statement = (users.update()
@@ -197,8 +271,8 @@ class SQLAuth(AuthBackend):
                     changed = connection.execute(statement).rowcount
         except AuthUnavailable as error:
             logger.warning("could not upgrade the password hash of user id %s: %s", userid, error)
-            return old_hash
-        return new_hash if changed == 1 else old_hash
+            return True
+        return changed == 1
 
     # --- writes -------------------------------------------------------------
 
@@ -282,13 +356,18 @@ class SQLAuth(AuthBackend):
         return connection.execute(sqlalchemy.text(
             "SELECT pg_get_serial_sequence('users', 'userid')")).scalar_one()
 
-    def _update(self, username, **values):
+    def _update(self, username, credentials_changed, **values):
         if not is_valid_username(username):
             raise UserNotFound(f"no account named {username!r}")
         statement = users.update().where(users.c.username == username).values(**values)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                changed = connection.execute(statement).rowcount
+        try:
+            with sqldb.translate_errors(AuthUnavailable):
+                with sqldb.write_transaction(self._engine) as connection:
+                    changed = connection.execute(statement).rowcount
+                    if changed and credentials_changed:
+                        self._record_credential_change(connection, username)
+        finally:
+            self._forget(username)
         if changed == 0:
             raise UserNotFound(f"no account named {username!r}")
 
@@ -296,17 +375,15 @@ class SQLAuth(AuthBackend):
         if not isinstance(new_password, str) or not new_password:
             raise ValueError("a password is required")
         password_hash = hash_password(new_password, self._hasher)
-        try:
-            self._update(username, password_hash=password_hash)
-        finally:
-            self.credentials_cache.forget_user(username)
+        self._update(username, True, password_hash=password_hash)
 
     def set_email(self, username, email):
         _check_email(email)
-        self._update(username, email=email)
+        self._update(username, False, email=email)
 
     def set_enabled(self, username, enabled):
-        self._update(username, status=STATUS_ENABLED if enabled else STATUS_DISABLED)
+        self._update(username, not enabled,
+                     status=STATUS_ENABLED if enabled else STATUS_DISABLED)
 
     def delete_user(self, username):
         if not is_valid_username(username):
@@ -315,9 +392,12 @@ class SQLAuth(AuthBackend):
         try:
             with sqldb.translate_errors(AuthUnavailable):
                 with sqldb.write_transaction(self._engine) as connection:
-                    return connection.execute(statement).rowcount > 0
+                    deleted = connection.execute(statement).rowcount > 0
+                    if deleted:
+                        self._record_credential_change(connection, username)
+                    return deleted
         finally:
-            self.credentials_cache.forget_user(username)
+            self._forget(username)
 
 
 def _user(row):

@@ -1,6 +1,7 @@
 """The SQL authentication backend, on SQLite, MariaDB/MySQL and PostgreSQL."""
 
 import base64
+import time
 import concurrent.futures
 import hashlib
 import socket
@@ -41,8 +42,11 @@ def auth(database_url):
 
 @pytest.fixture
 def other_process(database_url, auth):
-    """A second backend on the same database, as another server process would have."""
-    backend = make_auth(database_url)
+    """A second backend on the same database, as another server process would have.
+
+    It reads the credential-change feed on every check (poll interval 0).
+    """
+    backend = make_auth(database_url, changes_poll_seconds=0)
     yield backend
     backend.close()
 
@@ -255,8 +259,7 @@ def test_set_password(auth):
 def test_password_change_in_another_process_is_seen_at_once(auth, other_process):
     auth.create_user("alice", "old password", None)
     assert other_process.authenticate("alice", "old password") is not None  # cached there
-    assert other_process.credentials_cache.is_known(
-        "alice", "old password", stored_hash(auth, "alice"))
+    assert other_process.credentials_cache.lookup("alice", "old password") is not None
     auth.set_password("alice", "new password")
     assert other_process.authenticate("alice", "old password") is None
     assert other_process.authenticate("alice", "new password") is not None
@@ -282,6 +285,33 @@ def test_delete_user(auth):
     assert auth.delete_user("alice") is False
     # The name is free again.
     assert auth.create_user("alice", "password2", None).username == "alice"
+
+
+def test_other_processes_forget_within_the_poll_interval(database_url, auth):
+    auth.create_user("alice", "old password", None)
+    polling = make_auth(database_url, changes_poll_seconds=0.3)
+    try:
+        assert polling.authenticate("alice", "old password") is not None
+        auth.set_password("alice", "new password")
+        # Until it reads the feed, the other process still trusts what it verified...
+        assert polling.authenticate("alice", "old password") is not None
+        time.sleep(0.35)
+        # ...and at the next read it forgets.
+        assert polling.authenticate("alice", "old password") is None
+    finally:
+        polling.close()
+
+
+def test_the_cache_serves_repeats_without_the_database(auth, monkeypatch):
+    auth.create_user("alice", "password", None)
+    assert auth.authenticate("alice", "password") is not None
+    executed = []
+    sqlalchemy.event.listen(auth.engine, "before_cursor_execute",
+                            lambda *args: executed.append(args[2]))
+    auth._changes_poll_seconds = 3600  # no feed read inside this window
+    for _ in range(5):
+        assert auth.authenticate("alice", "password").username == "alice"
+    assert executed == []
 
 
 # --- credentials cache --------------------------------------------------------------
