@@ -19,6 +19,9 @@ def now_centiseconds():
 
 def format_timestamp(centiseconds):
     """``137000000010`` -> ``"1370000000.10"`` (always two decimals)."""
+    if centiseconds >= 100:
+        text = str(centiseconds)
+        return text[:-2] + "." + text[-2:]
     sign = "-" if centiseconds < 0 else ""
     whole, frac = divmod(abs(centiseconds), 100)
     return f"{sign}{whole}.{frac:02d}"
