@@ -70,7 +70,7 @@ class SyncServerApp:
         except BackendUnavailable as error:
             response = crash_response(
                 request, 503, error, retry_after=self.settings.global_.retry_after)
-        except Exception as error:  # noqa: BLE001 - no traceback ever reaches a client
+        except Exception as error:
             response = crash_response(request, 500, error)
         if "X-Weave-Timestamp" not in response.headers:
             response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)

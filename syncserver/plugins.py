@@ -29,7 +29,8 @@ def resolve_backend(key, value, aliases, interface):
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ConfigError(f"{key} = {value!r}: cannot import module {module_name!r} ({error}).") from None
+        raise ConfigError(
+            f"{key} = {value!r}: cannot import module {module_name!r} ({error}).") from None
     backend = getattr(module, attribute, None)
     if backend is None:
         raise ConfigError(f"{key} = {value!r}: module {module_name!r} has no {attribute!r}.")

@@ -8,7 +8,7 @@ required key raises :class:`ConfigError` with one sentence naming the key.
 
 import dataclasses
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from syncserver.auth import AuthBackend
 from syncserver.errors import ConfigError
@@ -27,7 +27,7 @@ class StorageSettings:
     """``storage.*``: where and how records are kept, and the protocol limits."""
 
     backend: type
-    sqluri: Optional[str] = None
+    sqluri: str | None = None
     create_tables: bool = False
     #: Per-user quota in KB; 0 turns quotas off.
     quota_size: int = 0
@@ -48,7 +48,7 @@ class AuthSettings:
     """``auth.*``: who may use the server and how credentials are checked."""
 
     backend: type
-    sqluri: Optional[str] = None
+    sqluri: str | None = None
     create_tables: bool = False
     allow_new_users: bool = True
     #: The username must be the Sync hash of the e-mail address (error 15 otherwise).
@@ -68,7 +68,7 @@ class NodeSettings:
     """``nodes.*``: which storage node the User API hands to clients."""
 
     #: Node URL given to every user; None means "this server, as the client reached it".
-    fallback_node: Optional[str] = None
+    fallback_node: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ class GlobalSettings:
     """``global.*``: server-wide behaviour."""
 
     #: ``X-Weave-Secret`` equal to this bypasses the captcha on registration.
-    shared_secret: Optional[str] = None
+    shared_secret: str | None = None
     #: Seconds sent in ``Retry-After`` with a 503.
     retry_after: int = 1800
 
@@ -112,8 +112,8 @@ def parse_settings(raw):
                 f"Unknown setting {key!r}: the known sections are {', '.join(sorted(_SECTIONS))}.")
         grouped[section][option] = value.strip() if isinstance(value, str) else value
 
-    storage_backend = resolve_backend(
-        "storage.backend", grouped["storage"].get("backend", "sql"), STORAGE_BACKENDS, StorageBackend)
+    storage_backend = resolve_backend("storage.backend", grouped["storage"].get("backend", "sql"),
+                                      STORAGE_BACKENDS, StorageBackend)
     auth_backend = resolve_backend(
         "auth.backend", grouped["auth"].get("backend", "sql"), AUTH_BACKENDS, AuthBackend)
 

@@ -105,9 +105,7 @@ def is_unavailable(error):
     """True when ``error`` means the database cannot be reached or used right now."""
     if isinstance(error, (exc.OperationalError, exc.TimeoutError, exc.InterfaceError)):
         return True
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return False
+    return isinstance(error, exc.DBAPIError) and bool(error.connection_invalidated)
 
 
 @contextlib.contextmanager

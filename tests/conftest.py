@@ -44,7 +44,7 @@ def mysql_url():
         with admin.connect() as connection:
             connection.exec_driver_sql(
                 f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as error:
         service_missing("MariaDB/MySQL at " + MYSQL_ADMIN_URL, error)
     yield sqlalchemy.engine.make_url(MYSQL_ADMIN_URL).set(database=name).render_as_string(
         hide_password=False)
@@ -61,7 +61,7 @@ def _postgresql_database():
         admin = sqlalchemy.create_engine(POSTGRESQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         yield error
         return
     yield sqlalchemy.engine.make_url(POSTGRESQL_ADMIN_URL).set(database=name)

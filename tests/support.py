@@ -11,7 +11,7 @@ def sync_username(email):
 
 
 def basic_auth(username, password):
-    token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return {"Authorization": "Basic " + token}
 
 

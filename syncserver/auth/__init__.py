@@ -12,7 +12,7 @@ Passwords are ``str`` (decoded UTF-8) and may contain any character.
 
 import abc
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from syncserver.errors import BackendUnavailable
 
@@ -46,7 +46,7 @@ class User:
 
     user_id: int
     username: str
-    email: Optional[str] = None
+    email: str | None = None
     enabled: bool = True
 
 

@@ -179,7 +179,7 @@ class PasswordHasher:
             return True
         try:
             return self._argon2.check_needs_rehash(stored)
-        except Exception:  # noqa: BLE001 - a malformed hash is simply "outdated"
+        except Exception:
             return True
 
 

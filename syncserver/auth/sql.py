@@ -33,12 +33,28 @@ import threading
 import time
 
 import sqlalchemy
-from sqlalchemy import (BigInteger, Column, Integer, MetaData, SmallInteger, String, Table,
-                        exc, func, select)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    exc,
+    func,
+    select,
+)
 
 from syncserver import sqldb
-from syncserver.auth import (AuthBackend, AuthUnavailable, RegistrationClosed, User,
-                             UserExists, UserNotFound)
+from syncserver.auth import (
+    AuthBackend,
+    AuthUnavailable,
+    RegistrationClosed,
+    User,
+    UserExists,
+    UserNotFound,
+)
 from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.passwords import hash_password, needs_rehash, verify_password
 from syncserver.auth.usernames import is_valid_username

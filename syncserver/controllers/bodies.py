@@ -21,7 +21,8 @@ def read_body(request, max_bytes):
         raise exc.HTTPRequestEntityTooLarge(f"Request bodies are limited to {max_bytes} bytes.")
     if length is None and not request.is_body_readable:
         return b""
-    data = request.body_file.read(max_bytes + 1) if length is None else request.body_file.read(length)
+    wanted = max_bytes + 1 if length is None else length
+    data = request.body_file.read(wanted)
     if len(data) > max_bytes:
         raise exc.HTTPRequestEntityTooLarge(f"Request bodies are limited to {max_bytes} bytes.")
     return data

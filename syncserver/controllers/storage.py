@@ -15,7 +15,13 @@ from syncserver.protocol.query import parse_item_query, query_parameters, wants_
 from syncserver.protocol.respcodes import WeaveError
 from syncserver.protocol.timestamps import format_timestamp, parse_timestamp
 from syncserver.protocol.wbo import (
-    InvalidWBO, is_valid_collection, is_valid_item_id, item_id_of, parse_wbo, payload_size)
+    InvalidWBO,
+    is_valid_collection,
+    is_valid_item_id,
+    item_id_of,
+    parse_wbo,
+    payload_size,
+)
 from syncserver.storage import PreconditionFailed
 
 #: Below this many KB left, writes tell the client with X-Weave-Quota-Remaining.
@@ -162,7 +168,8 @@ class StorageController:
 
     def _write(self, user_id, collection, items, now, since):
         try:
-            return self.storage.set_items(user_id, collection, items, now, if_unmodified_since=since)
+            return self.storage.set_items(user_id, collection, items, now,
+                                          if_unmodified_since=since)
         except PreconditionFailed:
             raise exc.HTTPPreconditionFailed(collection) from None
 

@@ -9,7 +9,11 @@ from webob import Response, exc
 from syncserver.auth import RegistrationClosed, UserExists
 from syncserver.auth.basic import authenticate_request
 from syncserver.auth.usernames import (
-    extract_username, is_valid_email, is_valid_username, is_weak_password)
+    extract_username,
+    is_valid_email,
+    is_valid_username,
+    is_weak_password,
+)
 from syncserver.controllers.bodies import read_json_body, read_text_body
 from syncserver.protocol import respcodes
 from syncserver.protocol.respcodes import WeaveError

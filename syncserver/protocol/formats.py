@@ -45,7 +45,7 @@ def choose_format(accept_header):
     try:
         accept = create_accept_header(accept_header)
         parsed = list(getattr(accept, "parsed", None) or ())
-    except Exception:  # noqa: BLE001 - an unparseable header means JSON
+    except Exception:
         return JSON
     best, best_q = JSON, 0.0
     for media_range, q, _params, _extensions in parsed:

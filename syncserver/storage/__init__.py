@@ -32,7 +32,7 @@ Consistency rules every backend must keep (the conformance suite in
 
 import abc
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from syncserver.errors import BackendUnavailable
 
@@ -83,16 +83,16 @@ class ItemQuery:
     - ``offset``: skip this many items first (``None``: none).
     """
 
-    ids: Optional[tuple] = None
-    parentid: Optional[str] = None
-    predecessorid: Optional[str] = None
-    newer: Optional[int] = None
-    older: Optional[int] = None
-    index_above: Optional[float] = None
-    index_below: Optional[float] = None
-    sort: Optional[str] = None
-    limit: Optional[int] = None
-    offset: Optional[int] = None
+    ids: tuple | None = None
+    parentid: str | None = None
+    predecessorid: str | None = None
+    newer: int | None = None
+    older: int | None = None
+    index_above: float | None = None
+    index_below: float | None = None
+    sort: str | None = None
+    limit: int | None = None
+    offset: int | None = None
 
     def has_filters(self):
         """True when the query selects less than the whole collection."""
@@ -114,11 +114,11 @@ class ItemWrite:
     """
 
     id: str
-    payload: Optional[str] = None
-    sortindex: Optional[int] = None
-    parentid: Optional[str] = None
-    predecessorid: Optional[str] = None
-    ttl: Optional[int] = None
+    payload: str | None = None
+    sortindex: int | None = None
+    parentid: str | None = None
+    predecessorid: str | None = None
+    ttl: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ class WriteResult:
     """
 
     timestamp: int
-    modified: Mapping[str, Optional[int]]
+    modified: Mapping[str, int | None]
 
 
 class StorageBackend(abc.ABC):

@@ -27,16 +27,35 @@ from sqlalchemy import exc
 
 from syncserver import sqldb
 from syncserver.errors import ConfigError
-from syncserver.storage import (NEVER_EXPIRES, ConflictError, PreconditionFailed,
-                                StorageBackend, StorageUnavailable, WriteResult)
+from syncserver.storage import (
+    NEVER_EXPIRES,
+    ConflictError,
+    PreconditionFailed,
+    StorageBackend,
+    StorageUnavailable,
+    WriteResult,
+)
 from syncserver.storage import sql_schema as schema
-from syncserver.storage.sql_schema import (FIRST_CUSTOM_COLLECTION_ID, FIXED_COLLECTIONS,
-                                           collections_table, create_schema,
-                                           create_user_row_locked, items_table, metadata,
-                                           storage_users_table, user_collections_table)
+from syncserver.storage.sql_schema import (
+    FIRST_CUSTOM_COLLECTION_ID,
+    FIXED_COLLECTIONS,
+    collections_table,
+    create_schema,
+    create_user_row_locked,
+    items_table,
+    metadata,
+    storage_users_table,
+    user_collections_table,
+)
 
-__all__ = ["SQLStorage", "metadata", "collections_table", "user_collections_table",
-           "storage_users_table", "items_table"]
+__all__ = [
+    "SQLStorage",
+    "collections_table",
+    "items_table",
+    "metadata",
+    "storage_users_table",
+    "user_collections_table",
+]
 
 _METADATA_FIELDS = ("sortindex", "parentid", "predecessorid")
 #: Attempts at giving a new collection name an id when other processes race us.
@@ -46,7 +65,7 @@ _ALLOCATION_ATTEMPTS = 20
 class _UserLock:
     """What a write learned while locking the user: last stamp and collection timestamp."""
 
-    __slots__ = ("connection", "user_id", "collection_id", "last_modified", "collection_ts")
+    __slots__ = ("collection_id", "collection_ts", "connection", "last_modified", "user_id")
 
     def __init__(self, connection, user_id, collection_id, last_modified, collection_ts):
         self.connection = connection

@@ -10,8 +10,24 @@ Nothing here touches a database: :func:`create_schema` runs only when
 
 import functools
 
-from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table,
-                        Text, TypeDecorator, and_, bindparam, exc, func, select, tuple_)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    bindparam,
+    exc,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from syncserver.storage import StorageError

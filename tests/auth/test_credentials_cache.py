@@ -100,7 +100,7 @@ def test_thread_safe(cache):
                 cache.lookup(f"user{n}", f"pw{i % 5}")
                 if i % 50 == 0:
                     cache.forget_user(f"user{(n + 1) % 4}")
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]

@@ -12,11 +12,17 @@ import string
 
 import argon2
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncserver.auth import passwords
-from syncserver.auth.passwords import (DEFAULT_PARAMETERS, PasswordHasher, hash_password,
-                                       needs_rehash, verify_password)
+from syncserver.auth.passwords import (
+    DEFAULT_PARAMETERS,
+    PasswordHasher,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 CHEAP = PasswordHasher(argon2.Parameters(
     type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,

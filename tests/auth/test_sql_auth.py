@@ -1,18 +1,24 @@
 """The SQL authentication backend, on SQLite, MariaDB/MySQL and PostgreSQL."""
 
 import base64
-import time
 import concurrent.futures
 import hashlib
 import socket
 import threading
+import time
 
 import argon2
 import pytest
 import sqlalchemy
 
-from syncserver.auth import (AuthBackend, AuthUnavailable, RegistrationClosed, User, UserExists,
-                             UserNotFound)
+from syncserver.auth import (
+    AuthBackend,
+    AuthUnavailable,
+    RegistrationClosed,
+    User,
+    UserExists,
+    UserNotFound,
+)
 from syncserver.auth import sql as sql_module
 from syncserver.auth.passwords import PasswordHasher
 from syncserver.auth.sql import SQLAuth, users

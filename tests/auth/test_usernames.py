@@ -6,10 +6,16 @@ import re
 import urllib.parse
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from syncserver.auth.usernames import (USERNAME_PATTERN, extract_username, is_valid_email,
-                                       is_valid_username, is_weak_password)
+from syncserver.auth.usernames import (
+    USERNAME_PATTERN,
+    extract_username,
+    is_valid_email,
+    is_valid_username,
+    is_weak_password,
+)
 
 
 def sync_hash(ascii_address):

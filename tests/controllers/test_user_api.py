@@ -88,7 +88,7 @@ def test_change_password(app):
     create(app)
     old = basic_auth(CAROL, "a long password")
     app.get(f"/1.1/{CAROL}/info/collections", headers=old)
-    response = app.post(f"/user/1.0/{CAROL}/password", "a new long password".encode(), headers=old)
+    response = app.post(f"/user/1.0/{CAROL}/password", b"a new long password", headers=old)
     assert response.text == "success"
     app.get(f"/1.1/{CAROL}/info/collections", headers=old, status=401)
     app.get(f"/1.1/{CAROL}/info/collections", headers=basic_auth(CAROL, "a new long password"))

@@ -121,7 +121,7 @@ class Client:
     def auth_header(self, username=None, password=None):
         username = self.username if username is None else username
         password = self.password if password is None else password
-        token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         return "Basic " + token
 
     def url(self, path):

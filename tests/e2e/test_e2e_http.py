@@ -7,8 +7,8 @@ two-decimal ``X-Weave-Timestamp`` and that a JSON 400 holds a Weave code.
 import base64
 import http.client
 import json
-import subprocess
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -16,8 +16,17 @@ import urllib.request
 
 import pytest
 
-from .conftest import (PASTER, Client, new_account, register, require_installed,
-                       running_server, timestamp, write_ini, free_port)
+from .conftest import (
+    PASTER,
+    Client,
+    free_port,
+    new_account,
+    register,
+    require_installed,
+    running_server,
+    timestamp,
+    write_ini,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -295,7 +304,7 @@ def test_fifty_concurrent_connections(server):
                                         [{"id": f"b{index:02d}", "payload": "batch"}]).status)
             statuses.append(client.get("storage/history?full=1&limit=5").status)
             results[index] = statuses
-        except Exception as error:  # noqa: BLE001 - collected and reported below
+        except Exception as error:
             failures.append((index, repr(error)))
         finally:
             if client is not None:

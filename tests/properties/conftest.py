@@ -31,7 +31,7 @@ def sync_username(email):
 
 
 def basic_auth(username, password):
-    raw = f"{username}:{password}".encode("utf-8")
+    raw = f"{username}:{password}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 

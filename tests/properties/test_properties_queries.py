@@ -15,7 +15,8 @@ import urllib.parse
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import check_response
 
@@ -190,7 +191,7 @@ def test_delete_collection_queries_remove_what_a_get_would_return(sync_app, acco
 
     remaining = ids_of(json.loads(
         sync_app.storage(account, "GET", f"storage/{collection}").body))
-    expected, ordered, count_only = select(items, query)
+    expected, _ordered, count_only = select(items, query)
     gone = set(ids_of(items)) - set(remaining)
     if count_only:
         assert len(gone) == len(expected), query

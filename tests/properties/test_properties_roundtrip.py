@@ -15,10 +15,19 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from .conftest import (ID_ALPHABET, PRINTABLE_ASCII, check_response, quote_segment,
-                       reference_ids, valid_ids, valid_payloads, valid_sortindexes)
+from .conftest import (
+    ID_ALPHABET,
+    PRINTABLE_ASCII,
+    check_response,
+    quote_segment,
+    reference_ids,
+    valid_ids,
+    valid_payloads,
+    valid_sortindexes,
+)
 
 _counter = itertools.count()
 
@@ -295,11 +304,7 @@ def test_writes_follow_the_model(sync_app, account, ops):
         # info/collections: moves with every payload written and every effective delete.
         info = decode(sync_app.storage(account, "GET", "info/collections"))
         current = info.get(collection)
-        if wrote_payload:
-            _UserClock.advance(stamp, op)
-            assert current == stamp, (op, current, stamp)
-            collection_stamp = stamp
-        elif op[0] == "delete" and existed:
+        if wrote_payload or (op[0] == "delete" and existed):
             _UserClock.advance(stamp, op)
             assert current == stamp, (op, current, stamp)
             collection_stamp = stamp

@@ -14,11 +14,22 @@ import json
 import urllib.parse
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from .conftest import (ID_ALPHABET, basic_auth, check_response, json_values, number_like_strings,
-                       quote_segment, random_wbo_text, unicode_text, valid_ids, valid_payloads,
-                       valid_sortindexes)
+from .conftest import (
+    ID_ALPHABET,
+    basic_auth,
+    check_response,
+    json_values,
+    number_like_strings,
+    quote_segment,
+    random_wbo_text,
+    unicode_text,
+    valid_ids,
+    valid_payloads,
+    valid_sortindexes,
+)
 
 COLLECTIONS = ["bookmarks", "history", "tabs", "meta", "crypto", "x.y-Z_9"]
 MAX_COLLECTIONS = 12

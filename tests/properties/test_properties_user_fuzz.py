@@ -13,10 +13,17 @@
 import json
 import sqlite3
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from .conftest import (basic_auth, check_response, json_values, quote_segment, sync_username,
-                       unicode_text)
+from .conftest import (
+    basic_auth,
+    check_response,
+    json_values,
+    quote_segment,
+    sync_username,
+    unicode_text,
+)
 
 EMAILS = [f"user{i}@example.com" for i in range(4)] + [
     "Mixed.Case@Example.COM", "tarek+sync@mozilla.com", "tarek@127.0.0.1",

@@ -97,7 +97,7 @@ def test_create_tables_from_two_processes_at_once(database_url, make_storage):
         try:
             barrier.wait(timeout=10)
             make_storage(database_url)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=start) for _ in range(2)]
@@ -165,9 +165,9 @@ def test_database_down(kind, make_storage):
 
 
 def test_missing_or_bad_sqluri_is_a_config_error():
-    with pytest.raises(ConfigError, match="storage.sqluri is required"):
+    with pytest.raises(ConfigError, match=r"storage\.sqluri is required"):
         SQLStorage.from_settings(StorageSettings(backend=SQLStorage))
-    with pytest.raises(ConfigError, match="storage.sqluri"):
+    with pytest.raises(ConfigError, match=r"storage\.sqluri"):
         SQLStorage.from_settings(StorageSettings(backend=SQLStorage, sqluri="nonsense://x/y"))
 
 
@@ -185,7 +185,7 @@ def test_concurrent_collection_id_allocation(database_url, make_storage):
             order = names if index < 2 else list(reversed(names))
             for name in order:
                 storage.set_items(index, name, [ItemWrite("a", payload=name)], now_centiseconds())
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=allocate, args=(i,)) for i in range(4)]
