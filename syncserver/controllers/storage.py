@@ -6,6 +6,8 @@ from :mod:`syncserver.protocol`; this module only orders them as the
 protocol says (quota, then ``X-If-Unmodified-Since``, then the body).
 """
 
+import contextlib
+
 from webob import Response, exc
 
 from syncserver.controllers.bodies import read_json_body
@@ -167,11 +169,9 @@ class StorageController:
         return items, success, failed
 
     def _write(self, user_id, collection, items, now, since):
-        try:
+        with _precondition_as_412(collection):
             return self.storage.set_items(user_id, collection, items, now,
                                           if_unmodified_since=since)
-        except PreconditionFailed:
-            raise exc.HTTPPreconditionFailed(collection) from None
 
     # -- deletes ----------------------------------------------------------
 
@@ -180,22 +180,18 @@ class StorageController:
             raise exc.HTTPNotFound("Invalid collection name.")
         query = parse_item_query(query_parameters(request))
         since = _if_unmodified_since(request)
-        try:
+        with _precondition_as_412(collection):
             timestamp = self.storage.delete_items(
                 request.sync_user.user_id, collection, query, request.server_time, since)
-        except PreconditionFailed:
-            raise exc.HTTPPreconditionFailed(collection) from None
         return _timestamp_response(timestamp or request.server_time)
 
     def delete_item(self, request, username, collection, item):
         since = _if_unmodified_since(request)
         timestamp = None
         if is_valid_collection(collection) and is_valid_item_id(item):
-            try:
+            with _precondition_as_412(collection):
                 timestamp = self.storage.delete_item(
                     request.sync_user.user_id, collection, item, request.server_time, since)
-            except PreconditionFailed:
-                raise exc.HTTPPreconditionFailed(collection) from None
         return _timestamp_response(timestamp or request.server_time)
 
     def delete_storage(self, request, username):
@@ -223,6 +219,15 @@ class StorageController:
         current = self.storage.get_collection_timestamp(request.sync_user.user_id, collection)
         if current is not None and current > since:
             raise exc.HTTPPreconditionFailed(collection)
+
+
+@contextlib.contextmanager
+def _precondition_as_412(collection):
+    """The backend's PreconditionFailed is the protocol's 412 (nothing was written)."""
+    try:
+        yield
+    except PreconditionFailed:
+        raise exc.HTTPPreconditionFailed(collection) from None
 
 
 def _if_unmodified_since(request):
