@@ -68,7 +68,9 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
         # Reads run without BEGIN (the driver is in autocommit): each statement
         # sees one consistent snapshot and never takes the write lock.
         if not connection.get_execution_options().get(_READ_ONLY):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Straight to the driver: this runs on every write, and SQLAlchemy's
+            # statement machinery would cost as much as the BEGIN itself.
+            connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
 
