@@ -297,8 +297,13 @@ class SQLStorage(StorageBackend):
                 return WriteResult(now, {})
             connection = lock.connection
             now_seconds = int(time.time())
-            rows = connection.execute(schema.EXISTING_ITEMS, {
-                "userid": user_id, "collection": collection_id, "ids": list(writes)}).all()
+            owner = {"userid": user_id, "collection": collection_id}
+            if len(writes) == 1:
+                (only_id,) = writes
+                rows = connection.execute(schema.EXISTING_ITEM, {**owner, "id": only_id}).all()
+            else:
+                rows = connection.execute(
+                    schema.EXISTING_ITEMS, {**owner, "ids": list(writes)}).all()
             stored = {item_id: (modified, ttl) for item_id, modified, ttl in rows}
             stamped = any("payload" in fields for fields in writes.values())
             stamp = lock.next_stamp(now) if stamped else now
