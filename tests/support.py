@@ -3,6 +3,10 @@
 import base64
 import hashlib
 
+import argon2
+
+from syncserver.auth.passwords import PasswordHasher
+
 
 def sync_username(email):
     """The username a Sync 1.1 client derives from an e-mail address."""
@@ -25,3 +29,10 @@ def app_settings(sqluri, **overrides):
     }
     settings.update(overrides)
     return settings
+
+
+def cheap_password_hasher():
+    """argon2id with the smallest parameters, passed explicitly: the suite must stay fast."""
+    return PasswordHasher(argon2.Parameters(
+        type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,
+        time_cost=1, memory_cost=8, parallelism=1))

@@ -23,10 +23,9 @@ from syncserver.auth.passwords import (
     needs_rehash,
     verify_password,
 )
+from tests.support import cheap_password_hasher
 
-CHEAP = PasswordHasher(argon2.Parameters(
-    type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,
-    time_cost=1, memory_cost=8, parallelism=1))
+CHEAP = cheap_password_hasher()
 
 SALT_ALPHABET = string.ascii_letters + string.digits
 

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 
-import argon2
 import pytest
 import sqlalchemy
 
@@ -20,15 +19,12 @@ from syncserver.auth import (
     UserNotFound,
 )
 from syncserver.auth import sql as sql_module
-from syncserver.auth.passwords import PasswordHasher
 from syncserver.auth.sql import SQLAuth, users
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.settings import AuthSettings
+from tests.support import cheap_password_hasher
 
-# Cheap argon2 parameters, passed explicitly: the suite must stay fast.
-CHEAP = PasswordHasher(argon2.Parameters(
-    type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,
-    time_cost=1, memory_cost=8, parallelism=1))
+CHEAP = cheap_password_hasher()
 
 ODD_CHARACTERS = [":", "!", "@", "=", " ", "\t", "\n", "α", "☃"]
 
