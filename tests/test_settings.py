@@ -106,3 +106,10 @@ def test_paste_factory_stops_with_one_sentence(tmp_path):
     with pytest.raises(SystemExit) as caught:
         make_app({}, **{"storage.sqluri": f"sqlite:///{tmp_path}/x.db", "storage.quota_sise": "1"})
     assert str(caught.value) == "syncserver: configuration error: Unknown setting 'storage.quota_sise'."
+
+
+def test_paste_factory_names_create_tables_when_the_schema_is_missing(tmp_path):
+    from syncserver.app import make_app
+    with pytest.raises(SystemExit) as caught:
+        make_app({}, **{"storage.sqluri": f"sqlite:///{tmp_path}/empty.db"})
+    assert "storage.create_tables = true" in str(caught.value)

@@ -152,7 +152,7 @@ class SQLAuth(AuthBackend):
             raise ConfigError(
                 "auth.sqluri is required by the SQL authentication backend "
                 "(or set storage.sqluri, which it defaults to).")
-        return cls(
+        backend = cls(
             settings.sqluri,
             create_tables=settings.create_tables,
             allow_new_users=settings.allow_new_users,
@@ -162,6 +162,13 @@ class SQLAuth(AuthBackend):
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle,
         )
+        if not settings.create_tables:
+            try:
+                sqldb.check_schema(backend.engine, metadata, "auth.create_tables")
+            except ConfigError:
+                backend.close()
+                raise
+        return backend
 
     @property
     def engine(self):

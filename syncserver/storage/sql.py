@@ -117,12 +117,19 @@ class SQLStorage(StorageBackend):
         if not settings.sqluri:
             raise ConfigError("storage.sqluri is required for the sql storage backend.")
         try:
-            return cls(settings.sqluri, pool_size=settings.pool_size,
-                       pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle,
-                       create_tables=settings.create_tables)
+            storage = cls(settings.sqluri, pool_size=settings.pool_size,
+                          pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle,
+                          create_tables=settings.create_tables)
         except (exc.ArgumentError, ImportError) as error:
             raise ConfigError(
                 f"storage.sqluri is not a usable database URL: {error}") from None
+        if not settings.create_tables:
+            try:
+                sqldb.check_schema(storage.engine, schema.metadata, "storage.create_tables")
+            except ConfigError:
+                storage.close()
+                raise
+        return storage
 
     @property
     def engine(self):

@@ -515,3 +515,9 @@ def test_database_down_raises_auth_unavailable(url_template):
 def test_create_tables_on_a_down_database_raises_auth_unavailable():
     with pytest.raises(AuthUnavailable):
         SQLAuth(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x", create_tables=True)
+
+
+def test_missing_tables_without_create_tables_stop_start_up(database_url):
+    settings = AuthSettings(backend=SQLAuth, sqluri=database_url, create_tables=False)
+    with pytest.raises(ConfigError, match=r"auth\.create_tables is false .* no table"):
+        SQLAuth.from_settings(settings)

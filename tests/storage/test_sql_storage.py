@@ -109,10 +109,14 @@ def test_create_tables_from_two_processes_at_once(database_url, make_storage):
     assert make_storage(database_url, create_tables=False).is_healthy()
 
 
-def test_tables_are_not_created_without_create_tables(database_url, make_storage):
-    storage = make_storage(database_url, create_tables=False)
-    assert sqlalchemy.inspect(storage.engine).get_table_names() == []
-    assert storage.is_healthy() is False
+def test_tables_are_not_created_without_create_tables(database_url):
+    with pytest.raises(ConfigError, match=r"storage\.create_tables is false .* no table"):
+        build(database_url, create_tables=False)
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
 
 
 def test_reads_and_empty_deletes_do_not_create_collections(database_url, make_storage):
