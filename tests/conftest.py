@@ -13,6 +13,8 @@ import uuid
 import pytest
 import sqlalchemy
 
+from tests.services import RedisServer
+
 MYSQL_ADMIN_URL = os.environ.get(
     "SYNCSERVER_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 POSTGRESQL_ADMIN_URL = os.environ.get(
@@ -91,3 +93,30 @@ def postgresql_url(_postgresql_database):
 def database_url(request):
     """Each of the three supported databases in turn."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private Redis for the session; a test may stop it but must leave it running."""
+    if not RedisServer.available():
+        service_missing("redis-server", "the redis-server program is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as error:
+        service_missing("redis-server", error)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The private Redis, emptied, as a ``redis://`` URL."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

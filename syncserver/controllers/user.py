@@ -17,6 +17,7 @@ from syncserver.auth.usernames import (
 from syncserver.controllers.bodies import read_json_body, read_text_body
 from syncserver.protocol import respcodes
 from syncserver.protocol.respcodes import WeaveError
+from syncserver.urls import public_base_url
 
 #: User API bodies are a password or an address: nothing needs more.
 MAX_USER_BODY_BYTES = 64 * 1024
@@ -34,6 +35,7 @@ class UserController:
         self.fallback_node = settings.nodes.fallback_node
         self.shared_secret = settings.global_.shared_secret
         self.retry_after = settings.global_.retry_after
+        self.global_settings = settings.global_
 
     def user_exists(self, request, username):
         exists = is_valid_username(username) and self.auth.get_user(username) is not None
@@ -76,7 +78,7 @@ class UserController:
     def get_node(self, request, username):
         if not is_valid_username(username) or self.auth.get_user(username) is None:
             raise exc.HTTPNotFound()
-        node = self.fallback_node or request.application_url + "/"
+        node = self.fallback_node or public_base_url(request, self.global_settings) + "/"
         return Response(node, content_type="text/html", charset="UTF-8")
 
     def change_password(self, request, username):
