@@ -3,5 +3,5 @@
 project = "syncserver"
 author = "syncserver developers"
 extensions = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "examples"]
 html_theme = "alabaster"

@@ -30,3 +30,17 @@ def test_ini_files_use_only_documented_keys():
         text = (root / name).read_text().split("[server:main]")[0]
         keys = set(re.findall(r"^([a-z_]+\.[a-z_]+)\s*=", text, re.MULTILINE))
         assert keys and keys <= documented, name
+
+
+def test_sphinx_builds_the_documentation_without_a_warning(tmp_path):
+    """CI builds docs/ with warnings as errors: a broken reference or bad markup fails here."""
+    import subprocess
+    import sys
+
+    docs = REFERENCE.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         str(docs), str(tmp_path / "html")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "html" / "index.html").exists()

@@ -38,7 +38,8 @@ class AdminContext:
         try:
             return dict(loadcontext(APP, "config:" + path).local_conf)
         except LookupError as error:
-            raise ConfigError(f"{self.config_path} has no usable [app:main] section ({error})") from None
+            raise ConfigError(
+                f"{self.config_path} has no usable [app:main] section ({error})") from None
 
     @functools.cached_property
     def settings(self):
