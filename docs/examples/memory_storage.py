@@ -21,6 +21,7 @@ from syncserver.storage import (
     NEVER_EXPIRES,
     PreconditionFailed,
     StorageBackend,
+    StoredRecord,
     WriteResult,
 )
 
@@ -234,6 +235,28 @@ class MemoryStorage(StorageBackend):
     def delete_user(self, user_id):
         with self._lock:
             self._users.pop(user_id, None)
+
+    # -- export and import (admin commands and migrations) ---------------------
+
+    def export_records(self, user_id, collection):
+        with self._lock:
+            live = self._live_items(user_id, collection)
+            return [StoredRecord(id=item_id, **dataclasses.asdict(item))
+                    for item_id, item in sorted(live.items())]
+
+    def restore_records(self, user_id, collection, records, timestamp):
+        with self._lock:
+            user = self._user(user_id)
+            stored = user.items.setdefault(collection, {})
+            stamp = max(user.timestamps.get(collection, 0), timestamp)
+            for record in records:
+                fields = dataclasses.asdict(record)
+                item_id = fields.pop("id")
+                stored[item_id] = _Item(**fields)
+                stamp = max(stamp, record.modified or 0)
+            user.timestamps[collection] = stamp
+            user.last_stamp = max(user.last_stamp, stamp)
+            return stamp
 
     def purge_expired(self, now_seconds, batch_size=1000):
         with self._lock:

@@ -136,6 +136,24 @@ class WriteResult:
     modified: Mapping[str, int | None]
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredRecord:
+    """One item exactly as stored: what export, import and migration move.
+
+    Unlike :class:`ItemWrite` nothing is relative to "now": ``modified`` is
+    the stored stamp (centiseconds, ``None`` if the item never had a payload)
+    and ``expires`` the absolute expiry in epoch seconds.
+    """
+
+    id: str
+    modified: int | None = None
+    payload: str | None = None
+    sortindex: int | None = None
+    parentid: str | None = None
+    predecessorid: str | None = None
+    expires: int = NEVER_EXPIRES
+
+
 class StorageBackend(abc.ABC):
     """What a storage backend must provide. See the module docstring for conventions.
 
@@ -239,6 +257,22 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def delete_user(self, user_id):
         """Forget the user entirely: items, collections and bookkeeping."""
+
+    @abc.abstractmethod
+    def export_records(self, user_id, collection):
+        """Return the collection's live items as :class:`StoredRecord` objects, ordered by id."""
+
+    @abc.abstractmethod
+    def restore_records(self, user_id, collection, records, timestamp):
+        """Store ``records`` (:class:`StoredRecord`) exactly as given, in one transaction.
+
+        For import and migration, not for clients: ``modified`` and
+        ``expires`` are kept as they are, and items with the same ids are
+        replaced. The collection's timestamp becomes the largest of its
+        current one, ``timestamp`` and every restored ``modified``; the
+        user's later writes are stamped after it. Restoring the same records
+        twice changes nothing.
+        """
 
     @abc.abstractmethod
     def purge_expired(self, now_seconds, batch_size=1000):

@@ -33,6 +33,7 @@ from syncserver.storage import (
     PreconditionFailed,
     StorageBackend,
     StorageUnavailable,
+    StoredRecord,
     WriteResult,
 )
 from syncserver.storage import sql_schema as schema
@@ -79,7 +80,7 @@ class _UserLock:
         return max(now, self.last_modified + 1, (self.collection_ts or 0) + 1)
 
     def record(self, stamp):
-        """Make ``stamp`` the collection's timestamp and the user's last stamp."""
+        """Make ``stamp`` the collection's timestamp and, if newer, the user's last stamp."""
         params = {"k_userid": self.user_id, "k_collection": self.collection_id}
         if self.collection_id is not None:
             if self.collection_ts is None:
@@ -89,8 +90,9 @@ class _UserLock:
                 self.connection.execute(schema.UPDATE_COLLECTION_STAMP,
                                         dict(params, v_modified=stamp))
             self.collection_ts = stamp
-        self.connection.execute(schema.UPDATE_LAST_MODIFIED, dict(params, v_last_modified=stamp))
-        self.last_modified = stamp
+        self.last_modified = max(self.last_modified, stamp)
+        self.connection.execute(schema.UPDATE_LAST_MODIFIED,
+                                dict(params, v_last_modified=self.last_modified))
 
 
 class SQLStorage(StorageBackend):
@@ -428,6 +430,42 @@ class SQLStorage(StorageBackend):
             for statement in (schema.DELETE_USER_ITEMS, schema.DELETE_USER_STAMPS,
                               schema.DELETE_USER_ROW):
                 lock.connection.execute(statement, {"userid": user_id})
+
+    # -- export and import ---------------------------------------------------
+
+    def export_records(self, user_id, collection):
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return []
+        with self._reading() as connection:
+            rows = connection.execute(schema.EXPORT_ITEMS, {
+                "userid": user_id, "collection": collection_id,
+                "now_seconds": int(time.time())}).all()
+        return [StoredRecord(id=item_id, modified=modified, sortindex=sortindex, payload=payload,
+                             parentid=parentid, predecessorid=predecessorid, expires=ttl)
+                for item_id, modified, sortindex, payload, parentid, predecessorid, ttl in rows]
+
+    def restore_records(self, user_id, collection, records, timestamp):
+        """Delete the ids being restored, insert them as given, move the stamps forward."""
+        records = list({record.id: record for record in records}.values())
+        collection_id = self._collection_id(collection, create=True)
+        with self._writing(user_id, collection_id) as lock:
+            connection = lock.connection
+            owner = {"userid": user_id, "collection": collection_id}
+            if records:
+                connection.execute(schema.delete_items(("ids",)), {
+                    **owner, "ids": [record.id for record in records]})
+                self._executemany(connection, schema.INSERT_ITEM, [{
+                    **owner, "id": record.id, "sortindex": record.sortindex,
+                    "parentid": record.parentid, "predecessorid": record.predecessorid,
+                    "payload": record.payload, "modified": record.modified,
+                    "payload_size": len((record.payload or "").encode("utf-8")),
+                    "ttl": record.expires} for record in records])
+            stamp = max([lock.collection_ts or 0, timestamp]
+                        + [record.modified or 0 for record in records])
+            if stamp != lock.collection_ts:
+                lock.record(stamp)
+            return stamp
 
     def purge_expired(self, now_seconds, batch_size=1000):
         """Select a batch of expired keys, then delete them user by user.

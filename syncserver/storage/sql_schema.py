@@ -268,6 +268,8 @@ EXISTING_ITEMS = select(_items.id, _items.modified, _items.ttl).where(
 #: The same for one id (every PUT): no expanding IN to re-render on each call.
 EXISTING_ITEM = select(_items.id, _items.modified, _items.ttl).where(
     _OWNED, _items.id == bindparam("id")).with_for_update()
+EXPORT_ITEMS = select(*[_items[name] for name in RECORD_COLUMNS], _items.ttl).where(
+    _OWNED, _items.ttl > bindparam("now_seconds")).order_by(_items.id)
 EXPIRED_KEYS = select(_items.userid, _items.collection, _items.id).where(
     _items.ttl <= bindparam("now_seconds")).limit(bindparam("batch_size", type_=Integer))
 PURGE_KEYS = items_table.delete().where(

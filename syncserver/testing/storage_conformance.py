@@ -24,7 +24,14 @@ import time
 import pytest
 
 from syncserver.protocol.timestamps import now_centiseconds
-from syncserver.storage import ItemQuery, ItemWrite, PreconditionFailed, WriteResult
+from syncserver.storage import (
+    NEVER_EXPIRES,
+    ItemQuery,
+    ItemWrite,
+    PreconditionFailed,
+    StoredRecord,
+    WriteResult,
+)
 
 USER = 1
 OTHER_USER = 2
@@ -661,6 +668,69 @@ class StorageConformanceTests:
         assert "history" in storage.get_collection_timestamps(OTHER_USER)
         assert storage.purge_expired(right_now + 7200) == 1
         assert ids_of(get(storage, "bookmarks")) == ["alive"]
+
+    # -- export and restore ----------------------------------------------------
+
+    def test_export_gives_every_live_field_with_absolute_expiry(self, storage):
+        at = now()
+        before = int(time.time())
+        put(storage, "bookmarks",
+            {"id": "b", "payload": "pb", "sortindex": 5, "parentid": "p", "predecessorid": "q",
+             "ttl": 3600},
+            {"id": "a", "payload": "pa"}, {"id": "gone", "payload": "x", "ttl": 0}, at=at)
+        exported = storage.export_records(USER, "bookmarks")
+        assert [record.id for record in exported] == ["a", "b"]
+        a, b = exported
+        assert a == StoredRecord(id="a", modified=at, payload="pa", expires=NEVER_EXPIRES)
+        assert (b.modified, b.payload, b.sortindex, b.parentid, b.predecessorid) == (
+            at, "pb", 5, "p", "q")
+        assert before + 3600 <= b.expires <= int(time.time()) + 3600
+        assert storage.export_records(USER, "never-written") == []
+
+    def test_restore_keeps_stamps_and_expiry_exactly(self, storage):
+        old = now() - 10_000_000
+        records = [StoredRecord(id="x", modified=old, payload="px", sortindex=3),
+                   StoredRecord(id="y", modified=old + 5, payload="py",
+                                expires=int(time.time()) + 600)]
+        stamp = storage.restore_records(USER, "history", records, old + 7)
+        assert stamp == old + 7
+        assert storage.get_collection_timestamp(USER, "history") == old + 7
+        assert storage.export_records(USER, "history") == records
+        assert storage.get_item(USER, "history", "x") == {
+            "id": "x", "modified": old, "payload": "px", "sortindex": 3}
+        assert ids_of(get(storage, "history", newer=old)) == ["y"]
+        assert storage.get_collection_counts(USER) == {"history": 2}
+        assert storage.get_total_usage(USER) == 4
+
+    def test_restore_twice_changes_nothing(self, storage):
+        old = now() - 10_000_000
+        records = [StoredRecord(id="x", modified=old, payload="px")]
+        storage.restore_records(USER, "forms", records, old)
+        before = (storage.get_collection_timestamps(USER), storage.export_records(USER, "forms"))
+        storage.restore_records(USER, "forms", records, old)
+        assert (storage.get_collection_timestamps(USER),
+                storage.export_records(USER, "forms")) == before
+
+    def test_restore_never_moves_a_timestamp_backwards(self, storage):
+        at = now()
+        put(storage, "bookmarks", {"id": "a", "payload": "new"}, at=at)
+        storage.restore_records(USER, "bookmarks",
+                                [StoredRecord(id="b", modified=at - 500, payload="old")], at - 500)
+        assert storage.get_collection_timestamp(USER, "bookmarks") == at
+        assert id_set(get(storage, "bookmarks")) == {"a", "b"}
+
+    def test_writes_after_a_restore_are_stamped_after_it(self, storage):
+        future = now() + 100_000
+        storage.restore_records(USER, "prefs", [StoredRecord(id="p", modified=future,
+                                                             payload="x")], future)
+        result = put(storage, "tabs", {"id": "t", "payload": "y"})
+        assert result.timestamp > future
+
+    def test_restore_of_an_emptied_collection_keeps_its_timestamp(self, storage):
+        old = now() - 10_000_000
+        assert storage.restore_records(USER, "addons", [], old) == old
+        assert storage.get_collection_timestamps(USER) == {"addons": old}
+        assert get(storage, "addons") == []
 
     # -- ids, payloads, collections, users --------------------------------------
 
