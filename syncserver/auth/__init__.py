@@ -33,6 +33,10 @@ class UserExists(AuthError):
     """An account with that username already exists (400, code 4)."""
 
 
+class UserIdTaken(AuthError, ValueError):
+    """An import asked for a user id that belongs to another account."""
+
+
 class UserNotFound(AuthError):
     """No account has that username."""
 

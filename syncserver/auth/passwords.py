@@ -14,6 +14,11 @@ value, and ``pw`` is the UTF-8 encoding of the password:
 ``{SSCRYPT}``   base64( scrypt(pw, salt, N=16384, r=8, p=1, dklen=64) + salt )
 ============== ==================================================================
 
+Accounts migrated from weave-minimal carry ``{WEAVE-MINIMAL}`` and 16 hex
+digits: the first 64 bits of SHA1(weave-minimal's fixed salt + password),
+which weave-minimal used as its file names. It is weak (no per-user salt),
+so it is replaced by argon2id at the first login, like the others.
+
 :func:`needs_rehash` is true for every legacy hash and for argon2 hashes made
 with other parameters, so that a backend can store a fresh hash after the
 next successful login, while it holds the clear-text password.
@@ -78,6 +83,11 @@ _LEGACY_SCHEMES = {
     "{SSHA-256}": (_sha256, 32, False),
     "{SSCRYPT}": (_scrypt, _SCRYPT_DKLEN, True),
 }
+
+
+#: The constant weave-minimal 1.x puts before every password it hashes.
+WEAVE_MINIMAL_SALT = r"\x14Q\xd4JbDk\x1bN\x84J\xd0\x05\x8a\x1b\x8b\xa6&V\x1b\xc5\x91\x97\xc4"
+WEAVE_MINIMAL_PREFIX = "{WEAVE-MINIMAL}"
 
 
 def _encode_password(password):
@@ -156,6 +166,10 @@ class PasswordHasher:
         return self._verify_legacy(data, stored)
 
     def _verify_legacy(self, data, stored):
+        if stored.upper().startswith(WEAVE_MINIMAL_PREFIX):
+            salted = WEAVE_MINIMAL_SALT.encode("utf-8") + data
+            actual = hashlib.sha1(salted).hexdigest()[:16]
+            return hmac.compare_digest(actual, stored[len(WEAVE_MINIMAL_PREFIX):].lower())
         split = _split_legacy(stored)
         if split is None:
             return False

@@ -53,6 +53,7 @@ from syncserver.auth import (
     RegistrationClosed,
     User,
     UserExists,
+    UserIdTaken,
     UserNotFound,
 )
 from syncserver.auth.credentials_cache import CredentialsCache
@@ -204,6 +205,13 @@ class SQLAuth(AuthBackend):
         row = self._fetch(username)
         return None if row is None else _user(row)
 
+    def get_password_hash(self, username):
+        """The stored hash (for ``syncserver-admin export``), or None for an unknown user."""
+        if not is_valid_username(username):
+            return None
+        row = self._fetch(username)
+        return None if row is None else row.password_hash
+
     def _fetch(self, username):
         query = select(users.c.userid, users.c.username, users.c.password_hash,
                        users.c.email, users.c.status).where(users.c.username == username)
@@ -351,7 +359,7 @@ class SQLAuth(AuthBackend):
                 if self._fetch(username) is not None:
                     raise UserExists(f"the username {username!r} is taken") from None
                 if userid is not None:
-                    raise ValueError(
+                    raise UserIdTaken(
                         f"user id {userid} already belongs to another account") from None
                 raise
             except AuthUnavailable as error:
