@@ -16,7 +16,7 @@ from syncserver.admin.context import AdminContext, AdminError
 from syncserver.errors import BackendUnavailable, ConfigError
 
 #: Subcommand modules of :mod:`syncserver.admin`, in the order ``--help`` lists them.
-COMMAND_MODULES = ()
+COMMAND_MODULES = ("nodes",)
 
 DEFAULT_CONFIG = "production.ini"
 

@@ -38,7 +38,8 @@ class AdminContext:
         try:
             return dict(loadcontext(APP, "config:" + path).local_conf)
         except LookupError as error:
-            raise ConfigError(f"{self.config_path} has no usable [app:main] section ({error})") from None
+            raise ConfigError(
+                f"{self.config_path} has no usable [app:main] section ({error})") from None
 
     @functools.cached_property
     def settings(self):
@@ -53,6 +54,13 @@ class AdminContext:
     @functools.cached_property
     def auth(self):
         backend = self.settings.auth.backend.from_settings(self.settings.auth)
+        self._opened.append(backend)
+        return backend
+
+    @functools.cached_property
+    def nodes(self):
+        """The node list of ``nodes.*``, whether or not the server assigns from it yet."""
+        backend = self.settings.nodes.backend.from_settings(self.settings.nodes)
         self._opened.append(backend)
         return backend
 
