@@ -2,9 +2,11 @@
 
 The path of a request: :mod:`syncserver.routing` finds the route, Basic auth
 runs when the route needs it, the controller method answers through the
-backend interfaces. Everything a response needs on the way out
-(``X-Weave-Timestamp``, 503 for a backend that is down, 500 with a crash id
-for a bug) is added here, once, for every route.
+backend interfaces. On a storage node (``nodes.this_node``), storage routes
+also pass :class:`~syncserver.nodes.guard.NodeGuard` (downed node, user
+assigned elsewhere). Everything a response needs on the way out
+(``X-Weave-Timestamp``, ``X-Weave-Backoff``, 503 for a backend that is down,
+500 with a crash id for a bug) is added here, once, for every route.
 """
 
 import logging
@@ -18,6 +20,7 @@ from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
 from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.nodes.guard import NodeGuard
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
 
@@ -43,20 +46,32 @@ def build_app(settings):
     parsed = parse_settings(settings)
     storage = parsed.storage.backend.from_settings(parsed.storage)
     auth = parsed.auth.backend.from_settings(parsed.auth)
-    return SyncServerApp(parsed, storage, auth)
+    nodes = parsed.nodes.backend.from_settings(parsed.nodes) if parsed.nodes.in_use else None
+    return SyncServerApp(parsed, storage, auth, nodes)
 
 
 class SyncServerApp:
-    """Routes each request to a controller method and finishes its response."""
+    """Routes each request to a controller method and finishes its response.
 
-    def __init__(self, settings, storage, auth):
+    ``nodes`` (a :class:`~syncserver.nodes.NodeBackend`) is None on a single
+    server that hands out no node but its own.
+    """
+
+    def __init__(self, settings, storage, auth, nodes=None):
         self.settings = settings
         self.storage = storage
         self.auth = auth
+        self.nodes = nodes
+        self.node_guard = None
+        if nodes is not None and settings.nodes.this_node:
+            self.node_guard = NodeGuard(
+                nodes, settings.nodes.this_node, check_node=settings.auth.check_node,
+                cache_seconds=settings.nodes.cache_seconds,
+                retry_after=settings.global_.retry_after)
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
-            "user": UserController(auth, storage, settings),
+            "user": UserController(auth, storage, settings, nodes),
             "misc": MiscController(storage, auth),
         }
 
@@ -72,6 +87,9 @@ class SyncServerApp:
                 request, 503, error, retry_after=self.settings.global_.retry_after)
         except Exception as error:
             response = crash_response(request, 500, error)
+        backoff = getattr(request, "node_backoff", 0)
+        if backoff and "X-Weave-Backoff" not in response.headers:
+            response.headers["X-Weave-Backoff"] = str(backoff)
         if "X-Weave-Timestamp" not in response.headers:
             response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)
         return response(environ, start_response)
@@ -88,8 +106,13 @@ class SyncServerApp:
             if arguments:
                 raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
             raise exc.HTTPNotFound()
+        guarded = route.controller == "storage" and self.node_guard is not None
+        if guarded:
+            request.node_backoff = self.node_guard.admit(request)
         if route.needs_auth:
             request.sync_user = authenticate_request(request, self.auth, arguments.get("username"))
+        if guarded:
+            self.node_guard.check_user(request, request.sync_user)
         action = getattr(self.controllers[route.controller], route.action)
         return action(request, **arguments)
 
@@ -97,6 +120,8 @@ class SyncServerApp:
         """Release the backends' connections (tests and clean shutdowns)."""
         self.storage.close()
         self.auth.close()
+        if self.nodes is not None:
+            self.nodes.close()
 
 
 def _plain_error(error, environ):

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 
 from syncserver.auth import AuthBackend
 from syncserver.errors import ConfigError
+from syncserver.nodes import NodeBackend
 from syncserver.plugins import resolve_backend
 from syncserver.storage import StorageBackend
 
 STORAGE_BACKENDS = {"sql": "syncserver.storage.sql.SQLStorage"}
 AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth"}
+NODE_BACKENDS = {"sql": "syncserver.nodes.sql.SQLNodes"}
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
@@ -57,6 +59,8 @@ class AuthSettings:
     credentials_cache_seconds: int = 300
     #: Key of the credentials cache HMAC; random per process when empty.
     credentials_cache_secret: str = ""
+    #: Storage requests of users assigned to another node get 401 (needs nodes.this_node).
+    check_node: bool = False
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
@@ -65,10 +69,29 @@ class AuthSettings:
 
 @dataclasses.dataclass(frozen=True)
 class NodeSettings:
-    """``nodes.*``: which storage node the User API hands to clients."""
+    """``nodes.*``: which storage node the User API hands to clients (see docs/nodes.rst)."""
 
-    #: Node URL given to every user; None means "this server, as the client reached it".
+    backend: type | None = None
+    #: Node URL given to every user when assignment is off; None means "this
+    #: server, as the client reached it".
     fallback_node: str | None = None
+    #: node/weave assigns each user a node from the node list (null when none can be).
+    assignment: bool = False
+    #: This server's URL as the node list holds it: its downed/backoff flags apply here.
+    this_node: str | None = None
+    #: How long a process trusts the node's flags and "user assigned here" (seconds).
+    cache_seconds: int = 5
+    sqluri: str | None = None
+    create_tables: bool = False
+    pool_size: int = 5
+    pool_timeout: int = 30
+    pool_recycle: int = 3600
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def in_use(self):
+        """True when this server reads the node list (assigning, or serving as a node)."""
+        return self.assignment or self.this_node is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +145,28 @@ def parse_settings(raw):
     auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
     auth = _build("auth", AuthSettings, grouped["auth"], auth_backend,
                   defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
-    nodes = _build("nodes", NodeSettings, grouped["nodes"])
-    if nodes.fallback_node:
-        nodes = dataclasses.replace(nodes, fallback_node=normalize_node_url(nodes.fallback_node))
+    nodes = _build_nodes(grouped["nodes"], auth)
     global_ = _build("global", GlobalSettings, grouped["global"])
     return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_)
+
+
+def _build_nodes(values, auth):
+    backend = resolve_backend(
+        "nodes.backend", values.get("backend", "sql"), NODE_BACKENDS, NodeBackend)
+    defaults = {"sqluri": auth.sqluri, "create_tables": auth.create_tables}
+    nodes = _build("nodes", NodeSettings, values, backend, defaults=defaults,
+                   backend=backend, options=dict(values))
+    urls = {name: normalize_node_url(getattr(nodes, name))
+            for name in ("fallback_node", "this_node") if getattr(nodes, name)}
+    nodes = dataclasses.replace(nodes, **urls)
+    if nodes.assignment and nodes.fallback_node:
+        raise ConfigError(
+            "nodes.fallback_node and nodes.assignment = true exclude each other: "
+            "with assignment, node/weave answers from the node list.")
+    if auth.check_node and not nodes.this_node:
+        raise ConfigError(
+            "auth.check_node = true needs nodes.this_node, this server's URL in the node list.")
+    return nodes
 
 
 def normalize_node_url(url):

@@ -113,3 +113,24 @@ def test_paste_factory_names_create_tables_when_the_schema_is_missing(tmp_path):
     with pytest.raises(SystemExit) as caught:
         make_app({}, **{"storage.sqluri": f"sqlite:///{tmp_path}/empty.db"})
     assert "storage.create_tables = true" in str(caught.value)
+
+
+def test_node_settings_default_to_a_single_server():
+    parsed = settings(auth__sqluri="sqlite:///auth.db", auth__create_tables="true")
+    assert parsed.nodes.backend.__name__ == "SQLNodes"
+    assert (parsed.nodes.assignment, parsed.nodes.this_node, parsed.auth.check_node) == (
+        False, None, False)
+    assert parsed.nodes.in_use is False
+    assert parsed.nodes.cache_seconds == 5
+    assert parsed.nodes.sqluri == "sqlite:///auth.db"  # the accounts database
+    assert parsed.nodes.create_tables is True
+
+
+def test_node_settings_of_a_storage_node():
+    parsed = settings(nodes__this_node="sync1.example.org", auth__check_node="true",
+                      nodes__cache_seconds="0", nodes__sqluri="sqlite:///nodes.db")
+    assert parsed.nodes.this_node == "https://sync1.example.org/"
+    assert parsed.auth.check_node is True
+    assert parsed.nodes.in_use is True
+    assert parsed.nodes.cache_seconds == 0
+    assert parsed.nodes.sqluri == "sqlite:///nodes.db"

@@ -16,7 +16,7 @@ from syncserver.admin.context import AdminContext, AdminError
 from syncserver.errors import BackendUnavailable, ConfigError
 
 #: Subcommand modules of :mod:`syncserver.admin`, in the order ``--help`` lists them.
-COMMAND_MODULES = ("transfer",)
+COMMAND_MODULES = ("nodes", "transfer")
 
 DEFAULT_CONFIG = "production.ini"
 

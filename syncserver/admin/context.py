@@ -57,6 +57,13 @@ class AdminContext:
         self._opened.append(backend)
         return backend
 
+    @functools.cached_property
+    def nodes(self):
+        """The node list of ``nodes.*``, whether or not the server assigns from it yet."""
+        backend = self.settings.nodes.backend.from_settings(self.settings.nodes)
+        self._opened.append(backend)
+        return backend
+
     def echo(self, line=""):
         print(line, file=self.stdout)
 

@@ -1,8 +1,13 @@
 """User API 1.0: accounts, node lookup, password and e-mail changes (reference §3).
 
 Checks run in the reference's order so clients see the same error codes.
-Deleting an account deletes everything the user stored, too.
+Deleting an account deletes everything the user stored, too, and frees its
+node slot. ``node/weave`` answers ``nodes.fallback_node`` (or this server's
+own URL) unless ``nodes.assignment`` is on: then the user's node from the
+node list, assigned on first request, or JSON ``null`` when none can be.
 """
+
+import logging
 
 from webob import Response, exc
 
@@ -19,6 +24,8 @@ from syncserver.protocol import respcodes
 from syncserver.protocol.respcodes import WeaveError
 from syncserver.urls import public_base_url
 
+logger = logging.getLogger(__name__)
+
 #: User API bodies are a password or an address: nothing needs more.
 MAX_USER_BODY_BYTES = 64 * 1024
 WEAK_PASSWORD_MESSAGE = (
@@ -28,9 +35,11 @@ WEAK_PASSWORD_MESSAGE = (
 class UserController:
     """Answers ``/user/1.0/<username>/...``."""
 
-    def __init__(self, auth, storage, settings):
+    def __init__(self, auth, storage, settings, nodes=None):
         self.auth = auth
         self.storage = storage
+        self.nodes = nodes
+        self.assignment = settings.nodes.assignment
         self.strict_usernames = settings.auth.strict_usernames
         self.fallback_node = settings.nodes.fallback_node
         self.shared_secret = settings.global_.shared_secret
@@ -73,12 +82,21 @@ class UserController:
         user = request.sync_user
         self.storage.delete_user(user.user_id)
         deleted = self.auth.delete_user(user.username)
+        if self.nodes is not None:
+            self.nodes.release_user(user.username)
         return _text("1" if deleted else "0")
 
     def get_node(self, request, username):
         if not is_valid_username(username) or self.auth.get_user(username) is None:
             raise exc.HTTPNotFound()
-        node = self.fallback_node or public_base_url(request, self.global_settings) + "/"
+        if self.assignment:
+            node = self.nodes.assign_node(username)
+            if node is None:
+                logger.warning("node/weave: no node can take user %r (all full, unavailable "
+                               "or downed)", username)
+                return Response(b"null", content_type="application/json", charset=None)
+        else:
+            node = self.fallback_node or public_base_url(request, self.global_settings) + "/"
         return Response(node, content_type="text/html", charset="UTF-8")
 
     def change_password(self, request, username):
