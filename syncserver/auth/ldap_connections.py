@@ -91,7 +91,14 @@ class DirectoryConnector:
                 connection.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
                 connection.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
             if self.starttls:
-                connection.start_tls_s()
+                try:
+                    connection.start_tls_s()
+                except (ldap.SERVER_DOWN, ldap.TIMEOUT):
+                    raise
+                except ldap.LDAPError as error:
+                    # Never fall back to clear text: the directory is unusable as configured.
+                    raise ldap.CONNECT_ERROR({"desc": "StartTLS failed",
+                                              "info": describe(error)}) from error
             if who is not None:
                 connection.simple_bind_s(who, password)
             return connection

@@ -234,6 +234,12 @@ def test_frozen_directory_times_out_as_unavailable(make_auth, ldap_directory):
     assert auth.authenticate(ALICE.uid, ALICE.password) is not None
 
 
+def test_starttls_refused_by_the_server_is_unavailable_not_clear_text(make_auth):
+    auth = make_auth(**{"auth.ldap_starttls": "true"})
+    with pytest.raises(AuthUnavailable, match="StartTLS"):
+        auth.authenticate(ALICE.uid, ALICE.password)
+
+
 def test_read_only_directory_refuses_changes(auth):
     assert not auth.manages_accounts
     with pytest.raises(AccountsManagedElsewhere, match="directory"):
