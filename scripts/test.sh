@@ -26,12 +26,16 @@ if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists libmar
   log "installing MySQL client headers (for mysqlclient)"
   apt_install default-libmysqlclient-dev pkg-config build-essential || log "could not install MySQL headers"
 fi
+if [ ! -e /usr/include/ldap.h ] || [ ! -e /usr/include/sasl/sasl.h ]; then
+  log "installing LDAP/SASL headers (for python-ldap)"
+  apt_install libldap2-dev libsasl2-dev pkg-config build-essential || log "could not install LDAP headers"
+fi
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -63,6 +67,12 @@ fi
 # Redis: the tests start their own redis-server on a free port; they need the program.
 if ! command -v redis-server >/dev/null; then
   log "installing Redis"; apt_install redis-server || true
+fi
+
+# LDAP: the tests start their own slapd (from a slapd.conf in a temporary folder).
+if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ]; then
+  log "installing OpenLDAP slapd"; apt_install slapd ldap-utils || true
+  # Debian's package may start a system slapd; the tests never use it.
 fi
 
 # --- Tests --------------------------------------------------------------------

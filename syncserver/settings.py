@@ -17,7 +17,7 @@ from syncserver.plugins import resolve_backend
 from syncserver.storage import StorageBackend
 
 STORAGE_BACKENDS = {"sql": "syncserver.storage.sql.SQLStorage"}
-AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth"}
+AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth", "ldap": "syncserver.auth.ldap.LDAPAuth"}
 NODE_BACKENDS = {"sql": "syncserver.nodes.sql.SQLNodes"}
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -64,7 +64,48 @@ class AuthSettings:
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
+    # --- LDAP directory (auth.backend = ldap); see LDAP_KEYS -----------------
+    #: ``ldap://host`` or ``ldaps://host``; several URIs separated by spaces fail over.
+    ldapuri: str | None = None
+    #: Upgrade ``ldap://`` connections with StartTLS (refused if the server cannot).
+    ldap_starttls: bool = False
+    #: PEM file of the CA that signed the directory's certificate (system CAs if empty).
+    ldap_ca_file: str | None = None
+    #: Service account that searches for users; anonymous when empty.
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    users_base_dn: str | None = None
+    #: ``{username}`` is replaced by the escaped Sync username.
+    user_filter: str = "(uid={username})"
+    mail_attribute: str = "mail"
+    #: An entry that does not also match this filter is a disabled account.
+    enabled_filter: str | None = None
+    #: Numeric attribute (``uidNumber``) used as the user id instead of the SQL id map.
+    uid_number_attribute: str | None = None
+    #: Seconds allowed to connect and for each directory operation.
+    ldap_timeout: int = 5
+    ldap_pool_size: int = 5
+    #: Seconds after which a pooled service connection is closed and replaced.
+    ldap_pool_lifetime: int = 600
+    #: Account allowed to write users; empty keeps the directory read-only.
+    admin_bind_dn: str | None = None
+    admin_bind_password: str | None = None
+    #: Where new accounts are created (``users_base_dn`` when empty).
+    new_users_base_dn: str | None = None
+    #: Attribute holding the Sync username in new entries (and their RDN).
+    username_attribute: str = "uid"
+    #: Space-separated object classes of new entries.
+    new_user_object_classes: str = "inetOrgPerson"
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+#: ``auth.*`` keys only the LDAP backend reads: refused with any other backend.
+LDAP_KEYS = frozenset({
+    "ldapuri", "ldap_starttls", "ldap_ca_file", "bind_dn", "bind_password", "users_base_dn",
+    "user_filter", "mail_attribute", "enabled_filter", "uid_number_attribute", "ldap_timeout",
+    "ldap_pool_size", "ldap_pool_lifetime", "admin_bind_dn", "admin_bind_password",
+    "new_users_base_dn", "username_attribute", "new_user_object_classes",
+})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +183,11 @@ def parse_settings(raw):
 
     storage = _build("storage", StorageSettings, grouped["storage"], storage_backend,
                      backend=storage_backend, options=dict(grouped["storage"]))
+    if not getattr(auth_backend, "reads_ldap_settings", False):
+        for option in sorted(LDAP_KEYS & set(grouped["auth"])):
+            raise ConfigError(
+                f"auth.{option} is read only by the LDAP authentication backend "
+                f"(auth.backend = ldap), not by {auth_backend.__name__}.")
     auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
     auth = _build("auth", AuthSettings, grouped["auth"], auth_backend,
                   defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))

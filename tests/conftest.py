@@ -8,6 +8,7 @@ silently. ``scripts/test.sh`` starts the servers that are down.
 """
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -120,3 +121,35 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def ldap_server(tmp_path_factory):
+    """A private slapd with the directory of tests/auth/ldap_server.py, for the session.
+
+    A test may stop or freeze it; :func:`ldap_directory` brings it back.
+    """
+    from tests.auth.ldap_server import SlapdServer
+
+    try:
+        import ldap  # noqa: F401
+    except ImportError as error:
+        service_missing("python-ldap", error)
+    if not SlapdServer.available():
+        service_missing("slapd", "OpenLDAP's slapd/slapadd are not installed (Debian: slapd)")
+    try:
+        server = SlapdServer(tmp_path_factory.mktemp("slapd"))
+        server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+        service_missing("slapd", error)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ldap_directory(ldap_server):
+    """The private slapd, running and answering (after a test that stopped or froze it)."""
+    ldap_server.thaw()
+    if not ldap_server.running:
+        ldap_server.start()
+    return ldap_server

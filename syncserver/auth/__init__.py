@@ -41,6 +41,11 @@ class UserNotFound(AuthError):
     """No account has that username."""
 
 
+class AccountsManagedElsewhere(AuthError):
+    """This server may not make the change: the accounts live in a system it only reads
+    (a read-only company directory). The User API answers 403 with the message."""
+
+
 @dataclasses.dataclass(frozen=True)
 class User:
     """An account as the rest of the server sees it.
@@ -65,6 +70,12 @@ class AuthBackend(abc.ABC):
 
     #: Extra ``auth.*`` keys this backend reads beyond the core ones.
     extra_settings: Sequence[str] = ()
+
+    #: False when accounts cannot be created, changed or deleted through this
+    #: server (a read-only directory): the User API then refuses those
+    #: requests before touching anything, and the write methods raise
+    #: :class:`AccountsManagedElsewhere`.
+    manages_accounts: bool = True
 
     @classmethod
     @abc.abstractmethod

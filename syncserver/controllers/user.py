@@ -5,13 +5,19 @@ Deleting an account deletes everything the user stored, too, and frees its
 node slot. ``node/weave`` answers ``nodes.fallback_node`` (or this server's
 own URL) unless ``nodes.assignment`` is on: then the user's node from the
 node list, assigned on first request, or JSON ``null`` when none can be.
+
+When the auth backend does not manage accounts (a read-only company
+directory), registration, password and e-mail changes and deletion answer
+**403** with a JSON string saying so, before anything is changed. Not a 503:
+that would make clients back off and retry a request that can never succeed.
 """
 
+import json
 import logging
 
 from webob import Response, exc
 
-from syncserver.auth import RegistrationClosed, UserExists
+from syncserver.auth import AccountsManagedElsewhere, RegistrationClosed, UserExists
 from syncserver.auth.basic import authenticate_request
 from syncserver.auth.usernames import (
     extract_username,
@@ -28,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 #: User API bodies are a password or an address: nothing needs more.
 MAX_USER_BODY_BYTES = 64 * 1024
+MANAGED_ELSEWHERE_MESSAGE = (
+    "Accounts on this server are managed by the company directory: ask its administrators "
+    "to create, change or delete yours.")
 WEAK_PASSWORD_MESSAGE = (
     "Password should be at least 8 characters and not the same as your username")
 
@@ -55,6 +64,7 @@ class UserController:
             raise WeaveError(respcodes.INVALID_USERNAME)
         if self.auth.get_user(username) is not None:
             raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED)
+        self._check_manages_accounts()
         body = read_json_body(request, MAX_USER_BODY_BYTES)
         if not isinstance(body, dict):
             raise WeaveError(respcodes.JSON_PARSE_FAILURE)
@@ -76,10 +86,13 @@ class UserController:
             raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED) from None
         except RegistrationClosed:
             raise self._unavailable("New accounts are not accepted on this server.") from None
+        except AccountsManagedElsewhere as error:
+            raise _forbidden(str(error)) from None
         return Response(username, content_type="text/html", charset="UTF-8")
 
     def delete_user(self, request, username):
         user = request.sync_user
+        self._check_manages_accounts()
         self.storage.delete_user(user.user_id)
         deleted = self.auth.delete_user(user.username)
         if self.nodes is not None:
@@ -106,6 +119,7 @@ class UserController:
         if "X-Weave-Password-Reset" in request.headers:
             raise self._unavailable("Password reset is not configured on this server.")
         user = authenticate_request(request, self.auth, username)
+        self._check_manages_accounts()
         self.auth.set_password(user.username, new_password)
         return _text("success")
 
@@ -113,6 +127,7 @@ class UserController:
         email = read_text_body(request, MAX_USER_BODY_BYTES).strip()
         if not is_valid_email(email):
             raise WeaveError(respcodes.NO_EMAIL_ADDRESS)
+        self._check_manages_accounts()
         self.auth.set_email(request.sync_user.username, email)
         return _text(email)
 
@@ -122,12 +137,24 @@ class UserController:
     def cancel_password_reset(self, request, username):
         raise self._unavailable("Password reset is not configured on this server.")
 
+    def _check_manages_accounts(self):
+        if not self.auth.manages_accounts:
+            raise _forbidden(MANAGED_ELSEWHERE_MESSAGE)
+
     def _unavailable(self, message):
         error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(self.retry_after)})
         error.content_type = "application/json"
         error.charset = None
         error.body = ('"' + message + '"').encode("ascii")
         return error
+
+
+def _forbidden(message):
+    error = exc.HTTPForbidden()
+    error.content_type = "application/json"
+    error.charset = None
+    error.body = json.dumps(message).encode("ascii")
+    return error
 
 
 def _sync_username(email):

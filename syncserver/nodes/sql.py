@@ -273,15 +273,18 @@ _ASSIGNED_URL = select(nodes.c.url).select_from(
 
 def _assign(connection, username):
     """Assign ``username`` inside the caller's transaction; see the module docstring."""
-    existing = connection.execute(
-        _ASSIGNED_URL.where(user_nodes.c.username == username)).scalar_one_or_none()
-    if existing is not None:
-        return existing
     candidates = connection.execute(
         select(nodes.c.id, nodes.c.url, nodes.c.capacity, nodes.c.current_load)
         .where(nodes.c.available.is_(True), nodes.c.downed.is_(False))
         .order_by(nodes.c.id)
         .with_for_update()).all()
+    # Looked up only now, holding the node locks: a concurrent first request for
+    # this user that committed while we waited is seen (READ COMMITTED), never
+    # answered "null" because it took the last slot.
+    existing = connection.execute(
+        _ASSIGNED_URL.where(user_nodes.c.username == username)).scalar_one_or_none()
+    if existing is not None:
+        return existing
     open_nodes = [row for row in candidates if row.current_load < row.capacity]
     if not open_nodes:
         return None

@@ -6,4 +6,5 @@ except ImportError:  # pragma: no cover - the kits are only useful under pytest
     pass
 else:
     # Plain asserts in the kits then report values, as in the author's own tests.
-    pytest.register_assert_rewrite("syncserver.testing.storage_conformance")
+    pytest.register_assert_rewrite("syncserver.testing.storage_conformance",
+                                   "syncserver.testing.auth_conformance")
