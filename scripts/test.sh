@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, jinja2, aiosmtpd, selenium" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -63,6 +63,11 @@ fi
 # Redis: the tests start their own redis-server on a free port; they need the program.
 if ! command -v redis-server >/dev/null; then
   log "installing Redis"; apt_install redis-server || true
+fi
+
+# Password-reset pages: checked in a real headless Chromium (Debian's, never a download).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing Chromium and its WebDriver"; apt_install chromium chromium-driver || true
 fi
 
 # --- Tests --------------------------------------------------------------------

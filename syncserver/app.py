@@ -13,11 +13,15 @@ from webob import Request, exc
 
 from syncserver import routing
 from syncserver.auth.basic import authenticate_request
+from syncserver.auth.password_reset import NoThrottle, PasswordReset
+from syncserver.auth.reset_codes import ResetCodeStore
 from syncserver.controllers.misc import MiscController
+from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
 from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.mail import Mailer
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
 
@@ -43,20 +47,36 @@ def build_app(settings):
     parsed = parse_settings(settings)
     storage = parsed.storage.backend.from_settings(parsed.storage)
     auth = parsed.auth.backend.from_settings(parsed.auth)
-    return SyncServerApp(parsed, storage, auth)
+    reset_codes = None
+    if parsed.smtp.host:
+        reset_codes = ResetCodeStore.from_settings(parsed.reset)
+    return SyncServerApp(parsed, storage, auth, reset_codes)
 
 
 class SyncServerApp:
-    """Routes each request to a controller method and finishes its response."""
+    """Routes each request to a controller method and finishes its response.
 
-    def __init__(self, settings, storage, auth):
+    ``reset_codes`` (a :class:`ResetCodeStore`) turns password reset on; it
+    is None when ``smtp.host`` is not set. ``throttle`` limits password and
+    reset-code guesses (see :class:`~syncserver.auth.password_reset.NoThrottle`).
+    """
+
+    def __init__(self, settings, storage, auth, reset_codes=None, throttle=None):
         self.settings = settings
         self.storage = storage
         self.auth = auth
+        self.reset_codes = reset_codes
+        self.throttle = throttle or NoThrottle()
+        self.password_reset = None
+        if reset_codes is not None:
+            self.password_reset = PasswordReset(
+                auth, reset_codes, Mailer(settings.smtp), self.throttle)
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
-            "user": UserController(auth, storage, settings),
+            "user": UserController(auth, storage, settings, self.password_reset),
+            "pages": PagesController(auth, storage, settings, self.password_reset,
+                                     self.throttle),
             "misc": MiscController(storage, auth),
         }
 
@@ -97,6 +117,8 @@ class SyncServerApp:
         """Release the backends' connections (tests and clean shutdowns)."""
         self.storage.close()
         self.auth.close()
+        if self.reset_codes is not None:
+            self.reset_codes.close()
 
 
 def _plain_error(error, environ):
