@@ -120,3 +120,26 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def _smtp_server():
+    """One real SMTP server (aiosmtpd) for the session."""
+    try:
+        from tests.services import SMTPServer
+
+        server = SMTPServer().start()
+    except Exception as error:
+        yield error
+        return
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(_smtp_server):
+    """The session's SMTP server with no messages yet (``.messages``, ``.mails()``, ``.port``)."""
+    if isinstance(_smtp_server, Exception):
+        service_missing("SMTP test server (aiosmtpd)", _smtp_server)
+    _smtp_server.messages.clear()
+    return _smtp_server
