@@ -196,7 +196,7 @@ class PagesController:
     # --- shared -------------------------------------------------------------------
 
     def _check_form(self, request):
-        """Refuse oversized, non-form, undecodable or forged POSTs before reading a field."""
+        """Refuse empty, oversized, non-form or forged POSTs before reading a field."""
         length = request.content_length
         if not length:
             raise exc.HTTPBadRequest("The form is empty.")
@@ -205,10 +205,6 @@ class PagesController:
         if request.content_type not in ("application/x-www-form-urlencoded",
                                         "multipart/form-data"):
             raise exc.HTTPUnsupportedMediaType("Send the form as a web browser does.")
-        try:
-            dict(request.POST)
-        except (UnicodeDecodeError, ValueError):
-            raise exc.HTTPBadRequest("The form is not valid UTF-8.") from None
         self.csrf.check(request, public_base_url(request, self.global_settings))
 
     def _render(self, request, template, status=200, headers=None, **context):
