@@ -58,7 +58,7 @@ def test_bad_settings_name_the_key(raw, key):
 def test_missing_reset_table_names_the_key(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     make_app({}, **{"storage.sqluri": url, "storage.create_tables": "true"}).close()
-    with pytest.raises(SystemExit, match="reset.create_tables"):
+    with pytest.raises(SystemExit, match=r"reset\.create_tables"):
         make_app({}, **{"storage.sqluri": url, "smtp.host": "127.0.0.1",
                         "smtp.sender": "s@example.org"})
     make_app({}, **{"storage.sqluri": url, "smtp.host": "127.0.0.1",
