@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap, jinja2, aiosmtpd, selenium" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -73,6 +73,11 @@ fi
 if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ]; then
   log "installing OpenLDAP slapd"; apt_install slapd ldap-utils || true
   # Debian's package may start a system slapd; the tests never use it.
+fi
+
+# Password-reset pages: checked in a real headless Chromium (Debian's, never a download).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing Chromium and its WebDriver"; apt_install chromium chromium-driver || true
 fi
 
 # --- Tests --------------------------------------------------------------------

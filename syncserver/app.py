@@ -15,11 +15,15 @@ from webob import Request, exc
 
 from syncserver import routing
 from syncserver.auth.basic import authenticate_request
+from syncserver.auth.password_reset import NoThrottle, PasswordReset
+from syncserver.auth.reset_codes import ResetCodeStore
 from syncserver.controllers.misc import MiscController
+from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
 from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.mail import Mailer
 from syncserver.nodes.guard import NodeGuard
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
@@ -47,17 +51,23 @@ def build_app(settings):
     storage = parsed.storage.backend.from_settings(parsed.storage)
     auth = parsed.auth.backend.from_settings(parsed.auth)
     nodes = parsed.nodes.backend.from_settings(parsed.nodes) if parsed.nodes.in_use else None
-    return SyncServerApp(parsed, storage, auth, nodes)
+    reset_codes = None
+    if parsed.smtp.host:
+        reset_codes = ResetCodeStore.from_settings(parsed.reset)
+    return SyncServerApp(parsed, storage, auth, nodes=nodes, reset_codes=reset_codes)
 
 
 class SyncServerApp:
     """Routes each request to a controller method and finishes its response.
 
     ``nodes`` (a :class:`~syncserver.nodes.NodeBackend`) is None on a single
-    server that hands out no node but its own.
+    server that hands out no node but its own. ``reset_codes`` (a
+    :class:`ResetCodeStore`) turns password reset on; it is None when
+    ``smtp.host`` is not set. ``throttle`` limits password and reset-code
+    guesses (see :class:`~syncserver.auth.password_reset.NoThrottle`).
     """
 
-    def __init__(self, settings, storage, auth, nodes=None):
+    def __init__(self, settings, storage, auth, *, nodes=None, reset_codes=None, throttle=None):
         self.settings = settings
         self.storage = storage
         self.auth = auth
@@ -68,10 +78,19 @@ class SyncServerApp:
                 nodes, settings.nodes.this_node, check_node=settings.auth.check_node,
                 cache_seconds=settings.nodes.cache_seconds,
                 retry_after=settings.global_.retry_after)
+        self.reset_codes = reset_codes
+        self.throttle = throttle or NoThrottle()
+        self.password_reset = None
+        if reset_codes is not None:
+            self.password_reset = PasswordReset(
+                auth, reset_codes, Mailer(settings.smtp), self.throttle)
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
-            "user": UserController(auth, storage, settings, nodes),
+            "user": UserController(auth, storage, settings, nodes=nodes,
+                                   password_reset=self.password_reset),
+            "pages": PagesController(auth, storage, settings, self.password_reset,
+                                     self.throttle),
             "misc": MiscController(storage, auth),
         }
 
@@ -122,6 +141,8 @@ class SyncServerApp:
         self.auth.close()
         if self.nodes is not None:
             self.nodes.close()
+        if self.reset_codes is not None:
+            self.reset_codes.close()
 
 
 def _plain_error(error, environ):

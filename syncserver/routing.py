@@ -42,6 +42,11 @@ ROUTES = (
     Route("POST", USER + "/email", "user", "change_email", True),
     Route("GET", USER + "/password_reset", "user", "request_password_reset", False),
     Route("DELETE", USER + "/password_reset", "user", "cancel_password_reset", True),
+    # HTML pages for people (no Basic auth: the forms carry the credentials).
+    Route("GET", "/weave-password-reset", "pages", "password_reset_page", False),
+    Route("POST", "/weave-password-reset", "pages", "password_reset_submit", False),
+    Route("GET", "/weave-delete-account", "pages", "delete_account_page", False),
+    Route("POST", "/weave-delete-account", "pages", "delete_account_submit", False),
     # Operations.
     Route("GET", "/__heartbeat__", "misc", "heartbeat", False),
     Route("HEAD", "/__heartbeat__", "misc", "heartbeat", False),

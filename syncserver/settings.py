@@ -146,6 +146,49 @@ class GlobalSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class SMTPSettings:
+    """``smtp.*``: the mail server that carries password-reset links.
+
+    Without ``host`` password reset is off (its routes answer 503).
+    """
+
+    host: str | None = None
+    #: 25 for plain SMTP or STARTTLS, 465 with ``ssl``, 587 for submission.
+    port: int = 25
+    #: The From address of the mail; required with ``host``.
+    sender: str | None = None
+    user: str | None = None
+    password: str | None = None
+    #: Upgrade the connection with STARTTLS before sending (refuse to send if it fails).
+    starttls: bool = False
+    #: Speak TLS from the first byte (SMTPS, usually port 465).
+    ssl: bool = False
+    #: Seconds to wait on the mail server before answering 503.
+    timeout: int = 10
+    #: PEM file of the certificate authorities to trust instead of the system's.
+    ca_file: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetSettings:
+    """``reset.*``: where password-reset codes are kept and how long they live."""
+
+    #: Database of the reset codes; defaults to ``auth.sqluri``, then ``storage.sqluri``.
+    sqluri: str | None = None
+    create_tables: bool = False
+    #: Seconds a reset link works (6 hours, as the mail says).
+    code_lifetime_seconds: int = 21600
+
+
+@dataclasses.dataclass(frozen=True)
+class PagesSettings:
+    """``pages.*``: the HTML pages (password reset, delete account)."""
+
+    #: Key that signs the forms' anti-CSRF tokens; see docs/configuration.rst.
+    csrf_secret: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Every section, as :func:`parse_settings` built them."""
 
@@ -153,6 +196,9 @@ class Settings:
     auth: AuthSettings
     nodes: NodeSettings
     global_: GlobalSettings
+    smtp: SMTPSettings = SMTPSettings()
+    reset: ResetSettings = ResetSettings()
+    pages: PagesSettings = PagesSettings()
 
 
 _SECTIONS = {
@@ -160,6 +206,9 @@ _SECTIONS = {
     "auth": AuthSettings,
     "nodes": NodeSettings,
     "global": GlobalSettings,
+    "smtp": SMTPSettings,
+    "reset": ResetSettings,
+    "pages": PagesSettings,
 }
 
 
@@ -193,7 +242,32 @@ def parse_settings(raw):
                   defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
     nodes = _build_nodes(grouped["nodes"], auth)
     global_ = _build("global", GlobalSettings, grouped["global"])
-    return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_)
+    smtp = _check_smtp(_build("smtp", SMTPSettings, grouped["smtp"]))
+    reset_defaults = {"sqluri": auth.sqluri or storage.sqluri,
+                      "create_tables": auth.create_tables}
+    reset = _build("reset", ResetSettings, grouped["reset"], defaults=reset_defaults)
+    if reset.code_lifetime_seconds < 1:
+        raise ConfigError("reset.code_lifetime_seconds must be at least 1.")
+    pages = _build("pages", PagesSettings, grouped["pages"])
+    return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
+                    smtp=smtp, reset=reset, pages=pages)
+
+
+def _check_smtp(smtp):
+    """Refuse SMTP settings that could only fail at the first reset request."""
+    if not smtp.host:
+        return smtp
+    if not smtp.sender:
+        raise ConfigError("smtp.sender is required when smtp.host is set.")
+    if smtp.ssl and smtp.starttls:
+        raise ConfigError("smtp.ssl and smtp.starttls exclude each other: choose one.")
+    if bool(smtp.user) != bool(smtp.password):
+        raise ConfigError("smtp.user and smtp.password go together: set both or neither.")
+    if smtp.timeout < 1:
+        raise ConfigError("smtp.timeout must be at least 1 second.")
+    if smtp.ca_file and not os.path.isfile(smtp.ca_file):
+        raise ConfigError(f"smtp.ca_file names no readable file: {smtp.ca_file!r}.")
+    return smtp
 
 
 def _build_nodes(values, auth):

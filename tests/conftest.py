@@ -146,6 +146,20 @@ def ldap_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def _smtp_server():
+    """One real SMTP server (aiosmtpd) for the session."""
+    try:
+        from tests.services import SMTPServer
+
+        server = SMTPServer().start()
+    except Exception as error:
+        yield error
+        return
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def ldap_directory(ldap_server):
     """The private slapd, running and answering (after a test that stopped or froze it)."""
@@ -153,3 +167,12 @@ def ldap_directory(ldap_server):
     if not ldap_server.running:
         ldap_server.start()
     return ldap_server
+
+
+@pytest.fixture
+def smtp_server(_smtp_server):
+    """The session's SMTP server with no messages yet (``.messages``, ``.mails()``, ``.port``)."""
+    if isinstance(_smtp_server, Exception):
+        service_missing("SMTP test server (aiosmtpd)", _smtp_server)
+    _smtp_server.messages.clear()
+    return _smtp_server

@@ -18,7 +18,13 @@ import logging
 from webob import Response, exc
 
 from syncserver.auth import AccountsManagedElsewhere, RegistrationClosed, UserExists
-from syncserver.auth.basic import authenticate_request
+from syncserver.auth.basic import authenticate_request, client_address
+from syncserver.auth.password_reset import (
+    InvalidResetCode,
+    NoEmailAddress,
+    TooManyAttempts,
+    UnknownAccount,
+)
 from syncserver.auth.usernames import (
     extract_username,
     is_valid_email,
@@ -44,11 +50,13 @@ WEAK_PASSWORD_MESSAGE = (
 class UserController:
     """Answers ``/user/1.0/<username>/...``."""
 
-    def __init__(self, auth, storage, settings, nodes=None):
+    def __init__(self, auth, storage, settings, *, nodes=None, password_reset=None):
         self.auth = auth
         self.storage = storage
         self.nodes = nodes
         self.assignment = settings.nodes.assignment
+        #: A :class:`~syncserver.auth.password_reset.PasswordReset`; None when SMTP is not set up.
+        self.password_reset = password_reset
         self.strict_usernames = settings.auth.strict_usernames
         self.fallback_node = settings.nodes.fallback_node
         self.shared_secret = settings.global_.shared_secret
@@ -97,6 +105,8 @@ class UserController:
         deleted = self.auth.delete_user(user.username)
         if self.nodes is not None:
             self.nodes.release_user(user.username)
+        if self.password_reset is not None:
+            self.password_reset.codes.clear(user.user_id)
         return _text("1" if deleted else "0")
 
     def get_node(self, request, username):
@@ -117,10 +127,24 @@ class UserController:
         if is_weak_password(username, new_password):
             raise exc.HTTPBadRequest(WEAK_PASSWORD_MESSAGE)
         if "X-Weave-Password-Reset" in request.headers:
-            raise self._unavailable("Password reset is not configured on this server.")
+            return self._change_password_with_code(
+                request, username, new_password, request.headers["X-Weave-Password-Reset"])
         user = authenticate_request(request, self.auth, username)
         self._check_manages_accounts()
         self.auth.set_password(user.username, new_password)
+        return _text("success")
+
+    def _change_password_with_code(self, request, username, new_password, code):
+        """Reference §3.5 step 2a; the code is used up (unlike the reference)."""
+        reset = self._reset_flow()
+        try:
+            reset.reset_password(username, code, new_password, client_address(request))
+        except UnknownAccount:
+            raise exc.HTTPNotFound() from None
+        except InvalidResetCode:
+            raise WeaveError(respcodes.INVALID_RESET_CODE) from None
+        except TooManyAttempts:
+            raise self._unavailable("Too many wrong reset codes; try again later.") from None
         return _text("success")
 
     def change_email(self, request, username):
@@ -132,10 +156,24 @@ class UserController:
         return _text(email)
 
     def request_password_reset(self, request, username):
-        raise self._unavailable("Password reset is not configured on this server.")
+        """Mail a reset link (reference §3.8); the captcha is not checked (none is configured)."""
+        reset = self._reset_flow()
+        try:
+            reset.send_link(username, public_base_url(request, self.global_settings))
+        except UnknownAccount:
+            raise WeaveError(respcodes.INVALID_USERNAME) from None
+        except NoEmailAddress:
+            raise WeaveError(respcodes.NO_EMAIL_ADDRESS) from None
+        return _text("success")
 
     def cancel_password_reset(self, request, username):
-        raise self._unavailable("Password reset is not configured on this server.")
+        self._reset_flow().cancel(request.sync_user)
+        return _text("success")
+
+    def _reset_flow(self):
+        if self.password_reset is None:
+            raise self._unavailable("Password reset is not configured on this server.")
+        return self.password_reset
 
     def _check_manages_accounts(self):
         if not self.auth.manages_accounts:
