@@ -20,6 +20,7 @@ from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
+from syncserver.throttle.login import LoginThrottle
 
 logger = logging.getLogger("syncserver")
 
@@ -43,21 +44,27 @@ def build_app(settings):
     parsed = parse_settings(settings)
     storage = parsed.storage.backend.from_settings(parsed.storage)
     auth = parsed.auth.backend.from_settings(parsed.auth)
-    return SyncServerApp(parsed, storage, auth)
+    captcha = parsed.captcha.backend.from_settings(parsed.captcha) if parsed.captcha.use else None
+    throttle = LoginThrottle.from_settings(parsed.throttle)
+    return SyncServerApp(parsed, storage, auth, captcha=captcha, throttle=throttle)
 
 
 class SyncServerApp:
     """Routes each request to a controller method and finishes its response."""
 
-    def __init__(self, settings, storage, auth):
+    def __init__(self, settings, storage, auth, captcha=None, throttle=None):
         self.settings = settings
         self.storage = storage
         self.auth = auth
+        #: The registration captcha (None when ``captcha.use`` is false).
+        self.captcha = captcha
+        #: The failed-login throttle (None when ``throttle.enabled`` is false).
+        self.throttle = throttle
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
-            "user": UserController(auth, storage, settings),
-            "misc": MiscController(storage, auth),
+            "user": UserController(auth, storage, settings, captcha=captcha, throttle=throttle),
+            "misc": MiscController(storage, auth, captcha=captcha),
         }
 
     def __call__(self, environ, start_response):
@@ -89,7 +96,8 @@ class SyncServerApp:
                 raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
             raise exc.HTTPNotFound()
         if route.needs_auth:
-            request.sync_user = authenticate_request(request, self.auth, arguments.get("username"))
+            request.sync_user = authenticate_request(
+                request, self.auth, arguments.get("username"), self.throttle)
         action = getattr(self.controllers[route.controller], route.action)
         return action(request, **arguments)
 
@@ -97,6 +105,9 @@ class SyncServerApp:
         """Release the backends' connections (tests and clean shutdowns)."""
         self.storage.close()
         self.auth.close()
+        for optional in (self.captcha, self.throttle):
+            if optional is not None:
+                optional.close()
 
 
 def _plain_error(error, environ):

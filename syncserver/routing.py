@@ -42,6 +42,9 @@ ROUTES = (
     Route("POST", USER + "/email", "user", "change_email", True),
     Route("GET", USER + "/password_reset", "user", "request_password_reset", False),
     Route("DELETE", USER + "/password_reset", "user", "cancel_password_reset", True),
+    # The captcha widget the Firefox setup wizard embeds (404 when captcha.use is false).
+    Route("GET", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
+    Route("POST", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
     # Operations.
     Route("GET", "/__heartbeat__", "misc", "heartbeat", False),
     Route("HEAD", "/__heartbeat__", "misc", "heartbeat", False),

@@ -4,10 +4,13 @@ Checks run in the reference's order so clients see the same error codes.
 Deleting an account deletes everything the user stored, too.
 """
 
+import hmac
+import logging
+
 from webob import Response, exc
 
 from syncserver.auth import RegistrationClosed, UserExists
-from syncserver.auth.basic import authenticate_request
+from syncserver.auth.basic import authenticate_request, client_address
 from syncserver.auth.usernames import (
     extract_username,
     is_valid_email,
@@ -28,9 +31,11 @@ WEAK_PASSWORD_MESSAGE = (
 class UserController:
     """Answers ``/user/1.0/<username>/...``."""
 
-    def __init__(self, auth, storage, settings):
+    def __init__(self, auth, storage, settings, captcha=None, throttle=None):
         self.auth = auth
         self.storage = storage
+        self.captcha = captcha
+        self.throttle = throttle
         self.strict_usernames = settings.auth.strict_usernames
         self.fallback_node = settings.nodes.fallback_node
         self.shared_secret = settings.global_.shared_secret
@@ -59,8 +64,9 @@ class UserController:
             raise WeaveError(respcodes.MISSING_PASSWORD)
         if is_weak_password(username, password):
             raise WeaveError(respcodes.WEAK_PASSWORD)
-        # Captcha goes here once a provider is configured; X-Weave-Secret
-        # equal to global.shared_secret will bypass it.
+        if self.captcha is not None and not self._has_shared_secret(request):
+            self._check_captcha(request, body.get("captcha-challenge"),
+                                body.get("captcha-response"))
         try:
             self.auth.create_user(username, password, email)
         except UserExists:
@@ -87,7 +93,7 @@ class UserController:
             raise exc.HTTPBadRequest(WEAK_PASSWORD_MESSAGE)
         if "X-Weave-Password-Reset" in request.headers:
             raise self._unavailable("Password reset is not configured on this server.")
-        user = authenticate_request(request, self.auth, username)
+        user = authenticate_request(request, self.auth, username, self.throttle)
         self.auth.set_password(user.username, new_password)
         return _text("success")
 
@@ -104,12 +110,42 @@ class UserController:
     def cancel_password_reset(self, request, username):
         raise self._unavailable("Password reset is not configured on this server.")
 
+    def _has_shared_secret(self, request):
+        """True when ``X-Weave-Secret`` equals ``global.shared_secret`` (a trusted script)."""
+        given = request.headers.get("X-Weave-Secret")
+        if not self.shared_secret or given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                   self.shared_secret.encode("utf-8"))
+
+    def _check_captcha(self, request, challenge, response):
+        """400 code 2 unless the captcha backend accepts the answer (503 if it is down).
+
+        ``challenge`` may be missing: token captchas (reCAPTCHA v2, hCaptcha)
+        carry everything in ``response``.
+        """
+        if not isinstance(response, str) or not response or not (
+                challenge is None or isinstance(challenge, str)):
+            _captcha_log(request, "missing captcha answer")
+            raise WeaveError(respcodes.INVALID_CAPTCHA)
+        if not self.captcha.verify(challenge, response, client_address(request)):
+            _captcha_log(request, "wrong captcha answer")
+            raise WeaveError(respcodes.INVALID_CAPTCHA)
+
     def _unavailable(self, message):
         error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(self.retry_after)})
         error.content_type = "application/json"
         error.charset = None
         error.body = ('"' + message + '"').encode("ascii")
         return error
+
+
+security_log = logging.getLogger("syncserver.security")
+
+
+def _captcha_log(request, reason):
+    security_log.info("CaptchaFail: %s at registration from %s on %s",
+                      reason, client_address(request), request.path_info)
 
 
 def _sync_username(email):
