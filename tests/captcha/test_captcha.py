@@ -171,7 +171,7 @@ def test_configuration_errors_name_the_key(settings, message):
 
 
 def test_captcha_backend_must_implement_the_interface():
-    with pytest.raises(ConfigError, match="captcha.backend"):
+    with pytest.raises(ConfigError, match=r"captcha\.backend"):
         parse_settings({"captcha.backend": "syncserver.settings.Settings"})
 
 
