@@ -27,6 +27,12 @@ from syncserver.mail import Mailer
 from syncserver.nodes.guard import NodeGuard
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
+from syncserver.throttle.login import (
+    DELETE_ACCOUNT,
+    RESET_CODE,
+    GuessThrottle,
+    LoginThrottle,
+)
 
 logger = logging.getLogger("syncserver")
 
@@ -54,7 +60,10 @@ def build_app(settings):
     reset_codes = None
     if parsed.smtp.host:
         reset_codes = ResetCodeStore.from_settings(parsed.reset)
-    return SyncServerApp(parsed, storage, auth, nodes=nodes, reset_codes=reset_codes)
+    captcha = parsed.captcha.backend.from_settings(parsed.captcha) if parsed.captcha.use else None
+    login_throttle = LoginThrottle.from_settings(parsed.throttle)
+    return SyncServerApp(parsed, storage, auth, nodes=nodes, reset_codes=reset_codes,
+                         captcha=captcha, login_throttle=login_throttle)
 
 
 class SyncServerApp:
@@ -63,11 +72,16 @@ class SyncServerApp:
     ``nodes`` (a :class:`~syncserver.nodes.NodeBackend`) is None on a single
     server that hands out no node but its own. ``reset_codes`` (a
     :class:`ResetCodeStore`) turns password reset on; it is None when
-    ``smtp.host`` is not set. ``throttle`` limits password and reset-code
-    guesses (see :class:`~syncserver.auth.password_reset.NoThrottle`).
+    ``smtp.host`` is not set. ``captcha`` is the registration captcha (None
+    when ``captcha.use`` is false). ``login_throttle`` (a
+    :class:`~syncserver.throttle.login.LoginThrottle`, None when
+    ``throttle.enabled`` is false) refuses repeated failed logins, and through
+    :class:`~syncserver.throttle.login.GuessThrottle` repeated wrong reset
+    codes and delete-account passwords.
     """
 
-    def __init__(self, settings, storage, auth, *, nodes=None, reset_codes=None, throttle=None):
+    def __init__(self, settings, storage, auth, *, nodes=None, reset_codes=None, captcha=None,
+                 login_throttle=None):
         self.settings = settings
         self.storage = storage
         self.auth = auth
@@ -78,20 +92,22 @@ class SyncServerApp:
                 nodes, settings.nodes.this_node, check_node=settings.auth.check_node,
                 cache_seconds=settings.nodes.cache_seconds,
                 retry_after=settings.global_.retry_after)
+        self.captcha = captcha
+        self.throttle = login_throttle
         self.reset_codes = reset_codes
-        self.throttle = throttle or NoThrottle()
         self.password_reset = None
         if reset_codes is not None:
-            self.password_reset = PasswordReset(
-                auth, reset_codes, Mailer(settings.smtp), self.throttle)
+            self.password_reset = PasswordReset(auth, reset_codes, Mailer(settings.smtp),
+                                                _guesses(login_throttle, RESET_CODE))
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
             "user": UserController(auth, storage, settings, nodes=nodes,
-                                   password_reset=self.password_reset),
+                                   password_reset=self.password_reset, captcha=captcha,
+                                   throttle=login_throttle),
             "pages": PagesController(auth, storage, settings, self.password_reset,
-                                     self.throttle),
-            "misc": MiscController(storage, auth),
+                                     _guesses(login_throttle, DELETE_ACCOUNT)),
+            "misc": MiscController(storage, auth, captcha=captcha),
         }
 
     def __call__(self, environ, start_response):
@@ -129,7 +145,8 @@ class SyncServerApp:
         if guarded:
             request.node_backoff = self.node_guard.admit(request)
         if route.needs_auth:
-            request.sync_user = authenticate_request(request, self.auth, arguments.get("username"))
+            request.sync_user = authenticate_request(
+                request, self.auth, arguments.get("username"), self.throttle)
         if guarded:
             self.node_guard.check_user(request, request.sync_user)
         action = getattr(self.controllers[route.controller], route.action)
@@ -139,10 +156,14 @@ class SyncServerApp:
         """Release the backends' connections (tests and clean shutdowns)."""
         self.storage.close()
         self.auth.close()
-        if self.nodes is not None:
-            self.nodes.close()
-        if self.reset_codes is not None:
-            self.reset_codes.close()
+        for optional in (self.nodes, self.reset_codes, self.captcha, self.throttle):
+            if optional is not None:
+                optional.close()
+
+
+def _guesses(login_throttle, scope):
+    """The reset flows' view of one throttle scope; allows everything when throttling is off."""
+    return GuessThrottle(login_throttle.throttle, scope) if login_throttle else NoThrottle()
 
 
 def _plain_error(error, environ):

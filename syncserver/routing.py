@@ -47,6 +47,9 @@ ROUTES = (
     Route("POST", "/weave-password-reset", "pages", "password_reset_submit", False),
     Route("GET", "/weave-delete-account", "pages", "delete_account_page", False),
     Route("POST", "/weave-delete-account", "pages", "delete_account_submit", False),
+    # The captcha widget the Firefox setup wizard embeds (404 when captcha.use is false).
+    Route("GET", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
+    Route("POST", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
     # Operations.
     Route("GET", "/__heartbeat__", "misc", "heartbeat", False),
     Route("HEAD", "/__heartbeat__", "misc", "heartbeat", False),

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 
 from syncserver.auth import AuthBackend
+from syncserver.captcha import CaptchaBackend
 from syncserver.errors import ConfigError
 from syncserver.nodes import NodeBackend
 from syncserver.plugins import resolve_backend
@@ -19,6 +20,10 @@ from syncserver.storage import StorageBackend
 STORAGE_BACKENDS = {"sql": "syncserver.storage.sql.SQLStorage"}
 AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth", "ldap": "syncserver.auth.ldap.LDAPAuth"}
 NODE_BACKENDS = {"sql": "syncserver.nodes.sql.SQLNodes"}
+CAPTCHA_BACKENDS = {
+    "recaptcha": "syncserver.captcha.recaptcha.ReCaptcha",
+    "hcaptcha": "syncserver.captcha.hcaptcha.HCaptcha",
+}
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
@@ -189,6 +194,54 @@ class PagesSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaptchaSettings:
+    """``captcha.*``: the captcha asked for at registration (off by default)."""
+
+    backend: type
+    use: bool = False
+    #: The provider's site key (shown in the widget) and secret key (sent when verifying).
+    public_key: str | None = None
+    private_key: str | None = None
+    #: The provider's verification endpoint; None means the provider's own.
+    verify_url: str | None = None
+    #: Seconds to wait for the provider before answering 503.
+    timeout: int = 5
+    #: PEM file of the CAs trusted for ``verify_url``; None means the system's.
+    ca_file: str | None = None
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThrottleSettings:
+    """``throttle.*``: refusing repeated failed logins (see :mod:`syncserver.throttle.login`)."""
+
+    enabled: bool = True
+    #: Counters in Redis when set, else in the ``login_failures`` table at ``sqluri``.
+    redis_url: str | None = None
+    sqluri: str | None = None
+    create_tables: bool = False
+    #: A counter is forgotten this long after its last failure.
+    window_seconds: int = 900
+    #: Failures of one account from one address before each retry must wait 1, 2, 4 ... s.
+    delay_after: int = 5
+    max_delay_seconds: int = 30
+    #: Failures of one account from one address before a lockout.
+    max_failures: int = 10
+    lockout_seconds: int = 600
+    #: Failures from one address, any account, before a lockout of that address.
+    address_max_failures: int = 50
+    #: Failures of one account, any address, before a short lockout of untrusted addresses.
+    account_max_failures: int = 50
+    account_lockout_seconds: int = 60
+    #: An address where the account logged in stays exempt from the account lockout this long.
+    trusted_seconds: int = 30 * 24 * 3600
+    #: Wrong password-reset codes for one account before a lockout.
+    reset_code_max_failures: int = 5
+    #: How long a process trusts its copy of a counter before reading the store again.
+    cache_seconds: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Every section, as :func:`parse_settings` built them."""
 
@@ -196,9 +249,11 @@ class Settings:
     auth: AuthSettings
     nodes: NodeSettings
     global_: GlobalSettings
-    smtp: SMTPSettings = SMTPSettings()
-    reset: ResetSettings = ResetSettings()
-    pages: PagesSettings = PagesSettings()
+    smtp: SMTPSettings
+    reset: ResetSettings
+    pages: PagesSettings
+    captcha: CaptchaSettings
+    throttle: ThrottleSettings
 
 
 _SECTIONS = {
@@ -209,6 +264,8 @@ _SECTIONS = {
     "smtp": SMTPSettings,
     "reset": ResetSettings,
     "pages": PagesSettings,
+    "captcha": CaptchaSettings,
+    "throttle": ThrottleSettings,
 }
 
 
@@ -249,8 +306,16 @@ def parse_settings(raw):
     if reset.code_lifetime_seconds < 1:
         raise ConfigError("reset.code_lifetime_seconds must be at least 1.")
     pages = _build("pages", PagesSettings, grouped["pages"])
+    captcha_backend = resolve_backend("captcha.backend",
+                                      grouped["captcha"].get("backend", "recaptcha"),
+                                      CAPTCHA_BACKENDS, CaptchaBackend)
+    captcha = _build("captcha", CaptchaSettings, grouped["captcha"], captcha_backend,
+                     backend=captcha_backend, options=dict(grouped["captcha"]))
+    throttle = _build("throttle", ThrottleSettings, grouped["throttle"], defaults={
+        "sqluri": auth.sqluri, "create_tables": auth.create_tables})
+    _check_throttle(throttle)
     return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
-                    smtp=smtp, reset=reset, pages=pages)
+                    smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle)
 
 
 def _check_smtp(smtp):
@@ -287,6 +352,18 @@ def _build_nodes(values, auth):
         raise ConfigError(
             "auth.check_node = true needs nodes.this_node, this server's URL in the node list.")
     return nodes
+
+
+def _check_throttle(throttle):
+    """Lockouts longer than the window would end early, when their counter is forgotten."""
+    for key in ("lockout_seconds", "account_lockout_seconds"):
+        if getattr(throttle, key) > throttle.window_seconds:
+            raise ConfigError(f"throttle.{key} ({getattr(throttle, key)}) must not exceed "
+                              f"throttle.window_seconds ({throttle.window_seconds}).")
+    for key in ("max_failures", "address_max_failures", "account_max_failures",
+                "reset_code_max_failures", "window_seconds", "trusted_seconds"):
+        if getattr(throttle, key) < 1:
+            raise ConfigError(f"throttle.{key} must be at least 1.")
 
 
 def normalize_node_url(url):

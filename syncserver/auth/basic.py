@@ -4,6 +4,10 @@ The username in the Authorization header must equal, byte for byte, the one
 in the URL; an e-mail address typed by a person is turned into its Sync
 hash. Any failure is a 401 (a 400 only for a username that cannot be
 hashed), and the reason goes to the security log, never the password.
+
+With a :class:`~syncserver.throttle.login.LoginThrottle`, an account or
+address that failed too often is refused with 429 and ``Retry-After``
+before its password is even checked, and each outcome is counted.
 """
 
 import base64
@@ -19,7 +23,7 @@ security_log = logging.getLogger("syncserver.security")
 REALM = 'Basic realm="Sync"'
 
 
-def authenticate_request(request, backend, path_username=None):
+def authenticate_request(request, backend, path_username=None, throttle=None):
     """Return the authenticated :class:`~syncserver.auth.User` or raise a WebOb error.
 
     Also stores the clear-text password on ``request.sync_password`` for
@@ -54,9 +58,21 @@ def authenticate_request(request, backend, path_username=None):
     except (UnicodeError, ValueError):
         _log(request, path_username, "invalid characters in username")
         raise exc.HTTPBadRequest("Invalid characters specified in username") from None
+    address = client_address(request)
+    if throttle is not None:
+        seconds, reason = throttle.check(username, address)
+        if seconds:
+            throttle.refused(username, address, seconds, reason)
+            raise exc.HTTPTooManyRequests(
+                f"Too many failed logins; try again in {seconds} seconds.",
+                headers={"Retry-After": str(seconds)})
     user = backend.authenticate(username, password)
     if user is None:
+        if throttle is not None:
+            throttle.failed(username, address)
         _refuse(request, username, "authentication failed", challenge=False)
+    if throttle is not None:
+        throttle.succeeded(username, address)
     request.sync_user = user
     request.sync_password = password
     request.environ.pop("HTTP_AUTHORIZATION", None)

@@ -12,6 +12,7 @@ directory), registration, password and e-mail changes and deletion answer
 that would make clients back off and retry a request that can never succeed.
 """
 
+import hmac
 import json
 import logging
 
@@ -50,13 +51,17 @@ WEAK_PASSWORD_MESSAGE = (
 class UserController:
     """Answers ``/user/1.0/<username>/...``."""
 
-    def __init__(self, auth, storage, settings, *, nodes=None, password_reset=None):
+    def __init__(self, auth, storage, settings, *, nodes=None, password_reset=None,
+                 captcha=None, throttle=None):
         self.auth = auth
         self.storage = storage
         self.nodes = nodes
         self.assignment = settings.nodes.assignment
         #: A :class:`~syncserver.auth.password_reset.PasswordReset`; None when SMTP is not set up.
         self.password_reset = password_reset
+        self.captcha = captcha
+        #: The login throttle (None when ``throttle.enabled`` is false).
+        self.throttle = throttle
         self.strict_usernames = settings.auth.strict_usernames
         self.fallback_node = settings.nodes.fallback_node
         self.shared_secret = settings.global_.shared_secret
@@ -86,8 +91,9 @@ class UserController:
             raise WeaveError(respcodes.MISSING_PASSWORD)
         if is_weak_password(username, password):
             raise WeaveError(respcodes.WEAK_PASSWORD)
-        # Captcha goes here once a provider is configured; X-Weave-Secret
-        # equal to global.shared_secret will bypass it.
+        if self.captcha is not None and not self._has_shared_secret(request):
+            self._check_captcha(request, body.get("captcha-challenge"),
+                                body.get("captcha-response"))
         try:
             self.auth.create_user(username, password, email)
         except UserExists:
@@ -129,7 +135,7 @@ class UserController:
         if "X-Weave-Password-Reset" in request.headers:
             return self._change_password_with_code(
                 request, username, new_password, request.headers["X-Weave-Password-Reset"])
-        user = authenticate_request(request, self.auth, username)
+        user = authenticate_request(request, self.auth, username, self.throttle)
         self._check_manages_accounts()
         self.auth.set_password(user.username, new_password)
         return _text("success")
@@ -179,6 +185,28 @@ class UserController:
         if not self.auth.manages_accounts:
             raise _forbidden(MANAGED_ELSEWHERE_MESSAGE)
 
+    def _has_shared_secret(self, request):
+        """True when ``X-Weave-Secret`` equals ``global.shared_secret`` (a trusted script)."""
+        given = request.headers.get("X-Weave-Secret")
+        if not self.shared_secret or given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                   self.shared_secret.encode("utf-8"))
+
+    def _check_captcha(self, request, challenge, response):
+        """400 code 2 unless the captcha backend accepts the answer (503 if it is down).
+
+        ``challenge`` may be missing: token captchas (reCAPTCHA v2, hCaptcha)
+        carry everything in ``response``.
+        """
+        if not isinstance(response, str) or not response or not (
+                challenge is None or isinstance(challenge, str)):
+            _captcha_log(request, "missing captcha answer")
+            raise WeaveError(respcodes.INVALID_CAPTCHA)
+        if not self.captcha.verify(challenge, response, client_address(request)):
+            _captcha_log(request, "wrong captcha answer")
+            raise WeaveError(respcodes.INVALID_CAPTCHA)
+
     def _unavailable(self, message):
         error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(self.retry_after)})
         error.content_type = "application/json"
@@ -193,6 +221,14 @@ def _forbidden(message):
     error.charset = None
     error.body = json.dumps(message).encode("ascii")
     return error
+
+
+security_log = logging.getLogger("syncserver.security")
+
+
+def _captcha_log(request, reason):
+    security_log.info("CaptchaFail: %s at registration from %s on %s",
+                      reason, client_address(request), request.path_info)
 
 
 def _sync_username(email):

@@ -1,0 +1,178 @@
+"""Brute-force protection for HTTP Basic logins: who is refused, and for how long.
+
+Three failure counters are kept per failed login (see
+:mod:`syncserver.throttle` for counting and waiting):
+
+``login-pair`` (account *and* address)
+    The strict one. From ``throttle.delay_after`` failures on, the address
+    waits 1, 2, 4 ... seconds between guesses at this account; from
+    ``throttle.max_failures`` on it is refused for ``throttle.lockout_seconds``.
+    The owner's devices elsewhere are not affected.
+``login-address`` (address, any account)
+    Catches one address trying many accounts (password spraying):
+    ``throttle.address_max_failures``, then ``throttle.lockout_seconds``.
+``login-account`` (account, any address)
+    Catches guesses at one account spread over many addresses:
+    ``throttle.account_max_failures``, then a *short*
+    ``throttle.account_lockout_seconds``, and **never applied to a trusted
+    address**: one from which this account logged in successfully in the
+    last ``throttle.trusted_seconds``. So an attacker who knows a username
+    cannot lock its owner's devices out; the owner is only slowed on a new
+    address, and then for a minute at a time.
+
+A success clears the pair's counter (only when this process knows it has
+failures: no write on the hot path) and marks the pair trusted (one write
+per pair and process per ``TRUST_REFRESH_SECONDS``, not per request).
+
+Refusals are 429 Too Many Requests with ``Retry-After``; the password is
+not checked at all. Sync 1.1 clients take a 401 for "wrong password" and
+ask their user to type it again (more failures, a locked-out owner), while
+an unknown status is a transient error they retry later. Each refusal is
+logged on ``syncserver.security`` with the username and address.
+"""
+
+import logging
+import math
+
+from syncserver.errors import ConfigError
+from syncserver.throttle import Policy, Throttle
+
+security_log = logging.getLogger("syncserver.security")
+
+PAIR, ADDRESS, ACCOUNT, TRUSTED = "login-pair", "login-address", "login-account", "login-trusted"
+#: The scope for password-reset codes (the reset controller uses the generic API).
+RESET_CODE = "reset-code"
+#: Passwords typed into the delete-account page: counted like logins.
+DELETE_ACCOUNT = "delete-account"
+
+#: A trusted pair is rewritten at most this often per process (its lifetime is much longer).
+TRUST_REFRESH_SECONDS = 3600
+
+
+class LoginThrottle:
+    """Decides whether a login attempt is refused, and records its outcome.
+
+    ``throttle`` is the shared :class:`~syncserver.throttle.Throttle` (also
+    reachable as ``.throttle`` for the reset-code scope).
+    """
+
+    def __init__(self, throttle, trusted_seconds):
+        self.throttle = throttle
+        self.trusted_seconds = trusted_seconds
+
+    @classmethod
+    def from_settings(cls, settings):
+        """Build from :class:`syncserver.settings.ThrottleSettings`; None when it is off."""
+        if not settings.enabled:
+            return None
+        if settings.redis_url:
+            try:
+                from syncserver.throttle.redis_store import RedisCounterStore
+            except ImportError as error:
+                raise ConfigError(f"throttle.redis_url needs redis-py: pip install "
+                                  f"'syncserver[redis]' ({error}).") from None
+            store = RedisCounterStore.from_url(settings.redis_url)
+        else:
+            from syncserver.throttle.sql_store import SQLCounterStore
+            store = SQLCounterStore.from_settings(settings)
+        return cls(Throttle(store, policies(settings), cache_seconds=settings.cache_seconds),
+                   settings.trusted_seconds)
+
+    def check(self, username, address):
+        """Seconds this attempt must wait, with the reason; ``(0, None)`` lets it through."""
+        throttle = self.throttle
+        pair = _pair(username, address)
+        counters = throttle.counters(
+            [(PAIR, pair), (ADDRESS, address), (ACCOUNT, username), (TRUSTED, pair)])
+        waits = [(throttle.wait(PAIR, counters.get((PAIR, pair))), "account and address"),
+                 (throttle.wait(ADDRESS, counters.get((ADDRESS, address))), "address")]
+        if (TRUSTED, pair) not in counters:
+            waits.append((throttle.wait(ACCOUNT, counters.get((ACCOUNT, username))), "account"))
+        seconds, reason = max(waits, key=lambda item: item[0])
+        if seconds <= 0:
+            return 0, None
+        return math.ceil(seconds), reason
+
+    def refused(self, username, address, seconds, reason):
+        """Log a refusal as a security event (never with the password)."""
+        security_log.warning(
+            "LoginThrottled: user %r from %s refused for %d s (too many failures per %s)",
+            username, address, seconds, reason)
+
+    def failed(self, username, address):
+        """Count a wrong password (or unknown or disabled account)."""
+        throttle = self.throttle
+        throttle.record_failure(PAIR, _pair(username, address))
+        throttle.record_failure(ADDRESS, address)
+        throttle.record_failure(ACCOUNT, username)
+
+    def succeeded(self, username, address):
+        """Clear the pair's failures and keep the address trusted for this account."""
+        throttle = self.throttle
+        pair = _pair(username, address)
+        if throttle.cached(PAIR, pair) is not None:
+            throttle.reset(PAIR, pair)
+        trusted = throttle.cached(TRUSTED, pair)
+        now = throttle.clock()
+        if trusted is None or now - trusted.updated_at >= TRUST_REFRESH_SECONDS:
+            # Counted like a failure, but in a scope whose only meaning is "it exists".
+            throttle.record_failure(TRUSTED, pair, lifetime=self.trusted_seconds)
+
+    def close(self):
+        self.throttle.close()
+
+
+def policies(settings):
+    """The :class:`Policy` of every scope, from ``throttle.*`` settings."""
+    window = settings.window_seconds
+    return {
+        PAIR: Policy(max_failures=settings.max_failures, lockout_seconds=settings.lockout_seconds,
+                     window_seconds=window, delay_after=settings.delay_after,
+                     max_delay_seconds=settings.max_delay_seconds),
+        ADDRESS: Policy(max_failures=settings.address_max_failures,
+                        lockout_seconds=settings.lockout_seconds, window_seconds=window),
+        ACCOUNT: Policy(max_failures=settings.account_max_failures,
+                        lockout_seconds=settings.account_lockout_seconds, window_seconds=window),
+        # Only its existence matters; "failures" are successful logins here.
+        TRUSTED: Policy(max_failures=2 ** 62, lockout_seconds=0,
+                        window_seconds=settings.trusted_seconds),
+        DELETE_ACCOUNT: Policy(
+            max_failures=settings.max_failures, lockout_seconds=settings.lockout_seconds,
+            window_seconds=window, delay_after=settings.delay_after,
+            max_delay_seconds=settings.max_delay_seconds),
+        RESET_CODE: Policy(max_failures=settings.reset_code_max_failures,
+                           lockout_seconds=settings.lockout_seconds, window_seconds=window,
+                           # A mistyped code may be retried at once; a third miss waits.
+                           delay_after=2, max_delay_seconds=settings.max_delay_seconds),
+    }
+
+
+def _pair(username, address):
+    return f"{username}|{address}"
+
+
+class GuessThrottle:
+    """One scope of guesses (reset codes, delete-account passwords) for the HTML flows.
+
+    Gives the ``check(key)`` / ``failure(key)`` / ``success(key)`` shape that
+    :class:`syncserver.auth.password_reset.PasswordReset` and the pages use,
+    counted in ``scope`` (:data:`RESET_CODE` or :data:`DELETE_ACCOUNT`) of the
+    shared :class:`Throttle`.
+    """
+
+    def __init__(self, throttle, scope):
+        self.throttle = throttle
+        self.scope = scope
+
+    def check(self, key):
+        seconds = self.throttle.check(self.scope, key)
+        if seconds > 0:
+            security_log.warning("GuessThrottled: %r refused for %d s", key, math.ceil(seconds))
+            return False
+        return True
+
+    def failure(self, key):
+        self.throttle.record_failure(self.scope, key)
+
+    def success(self, key):
+        self.throttle.reset(self.scope, key)
