@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, gunicorn" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -63,6 +63,14 @@ fi
 # Redis: the tests start their own redis-server on a free port; they need the program.
 if ! command -v redis-server >/dev/null; then
   log "installing Redis"; apt_install redis-server || true
+fi
+
+# Apache + mod_wsgi for tests/deploy: Debian's module runs /usr/bin/python3, so the
+# tests make a virtualenv of it (.venv-apache) that the www-data daemon can read.
+if [ ! -x /usr/sbin/apache2 ] || [ ! -e /usr/lib/apache2/modules/mod_wsgi.so ] \
+   || ! /usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null; then
+  log "installing Apache, mod_wsgi and python3-venv"
+  apt_install apache2 libapache2-mod-wsgi-py3 python3-venv || log "could not install Apache"
 fi
 
 # --- Tests --------------------------------------------------------------------
