@@ -66,6 +66,8 @@ class AccessLogMiddleware:
 
     def __getattr__(self, name):
         # The wrapped app's attributes (settings, storage...) stay reachable.
+        if name == "app":
+            raise AttributeError(name)
         return getattr(self.app, name)
 
 
