@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap, jinja2, aiosmtpd, selenium" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap, jinja2, aiosmtpd, selenium, gunicorn" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -78,6 +78,14 @@ fi
 # Password-reset pages: checked in a real headless Chromium (Debian's, never a download).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "installing Chromium and its WebDriver"; apt_install chromium chromium-driver || true
+fi
+
+# Apache + mod_wsgi for tests/deploy: Debian's module runs /usr/bin/python3, so the
+# tests make a virtualenv of it (.venv-apache) that the www-data daemon can read.
+if [ ! -x /usr/sbin/apache2 ] || [ ! -e /usr/lib/apache2/modules/mod_wsgi.so ] \
+   || ! /usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null; then
+  log "installing Apache, mod_wsgi and python3-venv"
+  apt_install apache2 libapache2-mod-wsgi-py3 python3-venv || log "could not install Apache"
 fi
 
 # --- Tests --------------------------------------------------------------------

@@ -13,8 +13,9 @@ import logging
 
 from webob import Request, exc
 
-from syncserver import routing
-from syncserver.auth.basic import authenticate_request
+from syncserver import proxies, routing
+from syncserver.accesslog import AccessLogMiddleware
+from syncserver.auth.basic import CLIENT_ADDRESS_KEY, authenticate_request
 from syncserver.auth.password_reset import NoThrottle, PasswordReset
 from syncserver.auth.reset_codes import ResetCodeStore
 from syncserver.controllers.misc import MiscController
@@ -41,14 +42,19 @@ def make_app(global_conf=None, **settings):
     """PasteDeploy app factory (``use = egg:syncserver``): settings are the ``[app:main]`` keys.
 
     A configuration error or a database that cannot be set up stops the
-    server with one sentence instead of a traceback.
+    server with one sentence instead of a traceback. With
+    ``logging.access_log`` on, the app is wrapped in the access log.
     """
     try:
-        return build_app(settings)
+        app = build_app(settings)
     except ConfigError as error:
         raise SystemExit(f"syncserver: configuration error: {error}") from None
     except BackendUnavailable as error:
         raise SystemExit(f"syncserver: cannot start: {error}") from None
+    if app.settings.logging.access_log:
+        return AccessLogMiddleware(app, app.settings.logging.access_format,
+                                   app.settings.global_.trusted_proxies)
+    return app
 
 
 def build_app(settings):
@@ -113,6 +119,8 @@ class SyncServerApp:
     def __call__(self, environ, start_response):
         request = Request(environ)
         request.server_time = now_centiseconds()
+        environ[CLIENT_ADDRESS_KEY] = proxies.client_address(
+            environ, self.settings.global_.trusted_proxies)
         try:
             response = self.handle(request)
         except exc.HTTPException as error:

@@ -7,7 +7,9 @@ required key raises :class:`ConfigError` with one sentence naming the key.
 """
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 
 from syncserver.auth import AuthBackend
@@ -27,6 +29,11 @@ CAPTCHA_BACKENDS = {
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
+
+#: ``${NAME}`` anywhere in a value reads the environment; ``$${`` writes a literal ``${``.
+_ENVIRONMENT_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+ACCESS_LOG_FORMATS = ("combined", "json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +155,23 @@ class GlobalSettings:
     shared_secret: str | None = None
     #: Seconds sent in ``Retry-After`` with a 503.
     retry_after: int = 1800
+    #: The URL clients reach the server at (scheme, host, prefix); None: from the request.
+    public_url: str | None = None
+    #: Proxies (addresses or networks) whose X-Forwarded-* headers are believed; none by default.
+    trusted_proxies: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_networks(key, value)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    """``logging.*``: the access log (the rest of logging is the ini's logging sections)."""
+
+    #: One line per request on the ``syncserver.access`` logger.
+    access_log: bool = False
+    #: ``combined`` (Apache's combined format plus milliseconds) or ``json`` (one object a line).
+    access_format: str = dataclasses.field(
+        default="combined", metadata={"parse": lambda key, value: parse_choice(
+            key, value, ACCESS_LOG_FORMATS)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +278,7 @@ class Settings:
     pages: PagesSettings
     captcha: CaptchaSettings
     throttle: ThrottleSettings
+    logging: LoggingSettings
 
 
 _SECTIONS = {
@@ -266,6 +291,7 @@ _SECTIONS = {
     "pages": PagesSettings,
     "captcha": CaptchaSettings,
     "throttle": ThrottleSettings,
+    "logging": LoggingSettings,
 }
 
 
@@ -280,7 +306,9 @@ def parse_settings(raw):
         if section not in grouped:
             raise ConfigError(
                 f"Unknown setting {key!r}: the known sections are {', '.join(sorted(_SECTIONS))}.")
-        grouped[section][option] = value.strip() if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = expand_environment(key, value.strip())
+        grouped[section][option] = value
 
     storage_backend = resolve_backend("storage.backend", grouped["storage"].get("backend", "sql"),
                                       STORAGE_BACKENDS, StorageBackend)
@@ -299,6 +327,9 @@ def parse_settings(raw):
                   defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
     nodes = _build_nodes(grouped["nodes"], auth)
     global_ = _build("global", GlobalSettings, grouped["global"])
+    if global_.public_url:
+        global_ = dataclasses.replace(global_, public_url=normalize_node_url(global_.public_url))
+    logging_ = _build("logging", LoggingSettings, grouped["logging"])
     smtp = _check_smtp(_build("smtp", SMTPSettings, grouped["smtp"]))
     reset_defaults = {"sqluri": auth.sqluri or storage.sqluri,
                       "create_tables": auth.create_tables}
@@ -315,7 +346,8 @@ def parse_settings(raw):
         "sqluri": auth.sqluri, "create_tables": auth.create_tables})
     _check_throttle(throttle)
     return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
-                    smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle)
+                    smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
+                    logging=logging_)
 
 
 def _check_smtp(smtp):
@@ -366,6 +398,45 @@ def _check_throttle(throttle):
             raise ConfigError(f"throttle.{key} must be at least 1.")
 
 
+def expand_environment(key, value):
+    """Replace each ``${NAME}`` in ``value`` by the environment variable; unset is an error.
+
+    Substituted text is not expanded again, so a password may contain ``$``.
+    """
+    def substitute(match):
+        escaped, name = match.groups()
+        if escaped:
+            return "${" + name + "}"
+        if name not in os.environ:
+            raise ConfigError(
+                f"{key} refers to the environment variable {name}, which is not set.")
+        return os.environ[name]
+
+    return _ENVIRONMENT_REFERENCE.sub(substitute, value)
+
+
+def parse_networks(key, value):
+    """``127.0.0.1 10.0.0.0/8, ::1`` -> a tuple of :mod:`ipaddress` networks."""
+    networks = []
+    for item in re.split(r"[\s,]+", str(value).strip()):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{key} must list IP addresses or networks (such as 10.0.0.0/8), "
+                f"not {item!r}.") from None
+    return tuple(networks)
+
+
+def parse_choice(key, value, choices):
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {value!r}.")
+    return text
+
+
 def normalize_node_url(url):
     """``sync.example.org`` -> ``https://sync.example.org/``; keeps given schemes."""
     if not url.startswith(("http://", "https://")):
@@ -389,7 +460,8 @@ def _build(section, cls, values, plugin=None, defaults=None, **fixed):
         field = fields.get(option)
         if field is None or option == "options":
             raise ConfigError(f"Unknown setting {key!r}.")
-        converted[option] = _convert(key, value, field.type)
+        parse = field.metadata.get("parse")
+        converted[option] = parse(key, value) if parse else _convert(key, value, field.type)
     converted.update(fixed)
     return cls(**converted)
 
@@ -410,11 +482,5 @@ def _convert(key, value, annotation):
         if number < 0:
             raise ConfigError(f"{key} must not be negative (got {number}).")
         return number
-    # Optional[str] / str: empty means unset; ${VAR} reads the environment.
-    text = str(value)
-    if text.startswith("${") and text.endswith("}"):
-        name = text[2:-1]
-        if name not in os.environ:
-            raise ConfigError(f"{key} refers to the environment variable {name}, which is not set.")
-        text = os.environ[name]
-    return text or None
+    # Optional[str] / str: empty means unset (${NAME} was expanded by parse_settings).
+    return str(value) or None

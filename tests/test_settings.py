@@ -134,3 +134,51 @@ def test_node_settings_of_a_storage_node():
     assert parsed.nodes.in_use is True
     assert parsed.nodes.cache_seconds == 0
     assert parsed.nodes.sqluri == "sqlite:///nodes.db"
+def test_environment_variables_inside_a_value(monkeypatch):
+    monkeypatch.setenv("SYNCSERVER_TEST_DB_PASSWORD", "p%40ss${HOME}")
+    parsed = parse_settings(
+        {"storage.sqluri": "mysql+mysqldb://sync:${SYNCSERVER_TEST_DB_PASSWORD}@db/sync"})
+    # Substituted once: the "${HOME}" that came from the variable is not read as a reference.
+    assert parsed.storage.sqluri == "mysql+mysqldb://sync:p%40ss${HOME}@db/sync"
+    assert parsed.auth.sqluri == parsed.storage.sqluri
+
+
+def test_environment_variables_in_numbers_and_escaped_references(monkeypatch):
+    monkeypatch.setenv("SYNCSERVER_TEST_POOL", "7")
+    parsed = settings(storage__pool_size="${SYNCSERVER_TEST_POOL}",
+                      global__shared_secret="a$${LITERAL}b")
+    assert parsed.storage.pool_size == 7
+    assert parsed.global_.shared_secret == "a${LITERAL}b"
+
+
+def test_an_unset_variable_inside_a_value_names_key_and_variable():
+    with pytest.raises(ConfigError) as error:
+        parse_settings({"storage.sqluri": "mysql://sync:${SYNCSERVER_TEST_UNSET_VARIABLE}@db/s"})
+    assert "storage.sqluri" in str(error.value)
+    assert "SYNCSERVER_TEST_UNSET_VARIABLE" in str(error.value)
+
+
+def test_deployment_keys():
+    parsed = settings()
+    assert parsed.global_.public_url is None
+    assert parsed.global_.trusted_proxies == ()
+    assert (parsed.logging.access_log, parsed.logging.access_format) == (False, "combined")
+    parsed = settings(global__public_url="example.org/sync",
+                      global__trusted_proxies="127.0.0.1, ::1 10.0.0.0/8",
+                      logging__access_log="true", logging__access_format="JSON")
+    assert parsed.global_.public_url == "https://example.org/sync/"
+    assert [str(network) for network in parsed.global_.trusted_proxies] == [
+        "127.0.0.1/32", "::1/128", "10.0.0.0/8"]
+    assert (parsed.logging.access_log, parsed.logging.access_format) == (True, "json")
+
+
+@pytest.mark.parametrize("raw,key", [
+    ({"global.trusted_proxies": "127.0.0.1 localhost"}, "global.trusted_proxies"),
+    ({"logging.access_format": "common"}, "logging.access_format"),
+    ({"logging.access_log": "sometimes"}, "logging.access_log"),
+    ({"logging.access_file": "x"}, "logging.access_file"),
+])
+def test_bad_deployment_values_name_the_key(raw, key):
+    with pytest.raises(ConfigError) as error:
+        settings(**{k.replace(".", "__"): v for k, v in raw.items()})
+    assert key in str(error.value)

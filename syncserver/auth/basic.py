@@ -75,6 +75,7 @@ def authenticate_request(request, backend, path_username=None, throttle=None):
         throttle.succeeded(username, address)
     request.sync_user = user
     request.sync_password = password
+    request.environ[USERNAME_KEY] = user.username
     request.environ.pop("HTTP_AUTHORIZATION", None)
     return user
 
@@ -93,7 +94,16 @@ def _log(request, username, reason):
                          request.method, request.path_info)
 
 
+#: Where the application leaves the client's address, as trusted proxies report it.
+CLIENT_ADDRESS_KEY = "syncserver.client_address"
+#: Where a successful login leaves the username, for the access log.
+USERNAME_KEY = "syncserver.username"
+
+
 def client_address(request):
-    """The client's address: the first X-Forwarded-For entry, else the peer."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    return forwarded.split(",")[0].strip() or request.remote_addr or "-"
+    """The client's address as the application resolved it, else the peer.
+
+    ``X-Forwarded-For`` counts only through a trusted proxy, so the app
+    resolves it (:func:`syncserver.proxies.client_address`) and stores it.
+    """
+    return request.environ.get(CLIENT_ADDRESS_KEY) or request.remote_addr or "-"

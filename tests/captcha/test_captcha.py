@@ -24,9 +24,10 @@ def captcha_settings(verify_url, **extra):
     return settings
 
 
-def register(app, status=200, headers=None, **fields):
+def register(app, status=200, headers=None, client="198.51.100.4", **fields):
     body = {"email": EMAIL, "password": "a long password", **fields}
-    return app.put(f"/user/1.0/{DORA}", json.dumps(body), headers=headers or {}, status=status)
+    return app.put(f"/user/1.0/{DORA}", json.dumps(body), headers=headers or {}, status=status,
+                   extra_environ={"REMOTE_ADDR": client})
 
 
 def exists(app):
@@ -59,8 +60,9 @@ def test_captcha_html_shows_the_escaped_site_key(make_test_app, provider, method
 
 def test_good_answer_registers(make_test_app, provider):
     app = make_test_app(**captcha_settings(provider.url))
+    # The client's own address, not one it claims in X-Forwarded-For (no proxy is trusted).
     assert register(app, **{"captcha-challenge": "x", "captcha-response": GOOD_TOKEN},
-                    headers={"X-Forwarded-For": "198.51.100.4"}).text == DORA
+                    headers={"X-Forwarded-For": "203.0.113.9"}).text == DORA
     assert exists(app)
     assert provider.forms == [
         {"secret": SECRET, "response": GOOD_TOKEN, "remoteip": "198.51.100.4"}]
