@@ -19,7 +19,10 @@ from syncserver.nodes import NodeBackend
 from syncserver.plugins import resolve_backend
 from syncserver.storage import StorageBackend
 
-STORAGE_BACKENDS = {"sql": "syncserver.storage.sql.SQLStorage"}
+STORAGE_BACKENDS = {
+    "sql": "syncserver.storage.sql.SQLStorage",
+    "redis": "syncserver.storage.redis.RedisCachedStorage",
+}
 AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth", "ldap": "syncserver.auth.ldap.LDAPAuth"}
 NODE_BACKENDS = {"sql": "syncserver.nodes.sql.SQLNodes"}
 CAPTCHA_BACKENDS = {
@@ -53,6 +56,17 @@ class StorageSettings:
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
+    #: The backend a wrapper (``redis``) keeps the data in; a class, like ``backend``.
+    wrapped_backend: type | None = None
+    #: The Redis cache (``storage.backend = redis``).
+    redis_url: str | None = None
+    #: Seconds a Redis command may take before the request falls back to the database.
+    redis_timeout: float = 1.0
+    redis_key_prefix: str | None = "syncserver:"
+    #: After a Redis failure: seconds before Redis is tried again (and between warnings).
+    redis_retry_seconds: int = 10
+    #: How long a user's cached answers live in Redis without being read or written.
+    redis_cache_seconds: int = 86400
     #: Every ``storage.*`` key as written (prefix stripped), for plugins' own keys.
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -312,18 +326,22 @@ def parse_settings(raw):
 
     storage_backend = resolve_backend("storage.backend", grouped["storage"].get("backend", "sql"),
                                       STORAGE_BACKENDS, StorageBackend)
+    wrapped_name = grouped["storage"].get("wrapped_backend")
+    wrapped_backend = resolve_backend("storage.wrapped_backend", wrapped_name, STORAGE_BACKENDS,
+                                      StorageBackend) if wrapped_name else None
     auth_backend = resolve_backend(
         "auth.backend", grouped["auth"].get("backend", "sql"), AUTH_BACKENDS, AuthBackend)
 
-    storage = _build("storage", StorageSettings, grouped["storage"], storage_backend,
-                     backend=storage_backend, options=dict(grouped["storage"]))
+    storage = _build("storage", StorageSettings, grouped["storage"],
+                     (storage_backend, wrapped_backend), backend=storage_backend,
+                     wrapped_backend=wrapped_backend, options=dict(grouped["storage"]))
     if not getattr(auth_backend, "reads_ldap_settings", False):
         for option in sorted(LDAP_KEYS & set(grouped["auth"])):
             raise ConfigError(
                 f"auth.{option} is read only by the LDAP authentication backend "
                 f"(auth.backend = ldap), not by {auth_backend.__name__}.")
     auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
-    auth = _build("auth", AuthSettings, grouped["auth"], auth_backend,
+    auth = _build("auth", AuthSettings, grouped["auth"], (auth_backend,),
                   defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
     nodes = _build_nodes(grouped["nodes"], auth)
     global_ = _build("global", GlobalSettings, grouped["global"])
@@ -446,10 +464,17 @@ def normalize_node_url(url):
     return url
 
 
-def _build(section, cls, values, plugin=None, defaults=None, **fixed):
-    """Convert ``values`` to the field types of ``cls``; reject unknown keys."""
+def _build(section, cls, values, plugins=(), defaults=None, **fixed):
+    """Convert ``values`` to the field types of ``cls``; reject unknown keys.
+
+    ``plugins`` are the backend classes (one, or a tuple) whose
+    ``extra_settings`` are allowed.
+    """
+    if isinstance(plugins, type):
+        plugins = (plugins,)
     fields = {field.name: field for field in dataclasses.fields(cls)}
-    extra_keys = set(getattr(plugin, "extra_settings", ())) if plugin else set()
+    extra_keys = {key for plugin in plugins if plugin
+                  for key in getattr(plugin, "extra_settings", ())}
     converted = dict(defaults or {})
     for option, value in values.items():
         key = f"{section}.{option}"
@@ -481,6 +506,14 @@ def _convert(key, value, annotation):
             raise ConfigError(f"{key} must be a whole number, not {value!r}.") from None
         if number < 0:
             raise ConfigError(f"{key} must not be negative (got {number}).")
+        return number
+    if annotation in (float, "float"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, not {value!r}.") from None
+        if not number >= 0 or number == float("inf"):
+            raise ConfigError(f"{key} must be a finite number, not negative (got {value!r}).")
         return number
     # Optional[str] / str: empty means unset (${NAME} was expanded by parse_settings).
     return str(value) or None

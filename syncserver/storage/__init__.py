@@ -204,6 +204,16 @@ class StorageBackend(abc.ABC):
     def get_total_usage(self, user_id):
         """Return the bytes (UTF-8) of all the user's live payloads, an int."""
 
+    def get_next_expiry(self, user_id, collection=None):
+        """Return when the next of the user's live items expires (epoch seconds), or ``None``.
+
+        Only items of ``collection`` count when it is given. Counts, usage and
+        reads stay what they are until then (or until a write), which lets a
+        cache keep them. Optional: the default raises ``NotImplementedError``,
+        and such answers are then not cached.
+        """
+        raise NotImplementedError
+
     @abc.abstractmethod
     def get_items(self, user_id, collection, query, full):
         """Return the live items matching ``query`` (an :class:`ItemQuery`).

@@ -272,6 +272,17 @@ class SQLStorage(StorageBackend):
             return int(connection.execute(schema.TOTAL_USAGE, {
                 "userid": user_id, "now_seconds": int(time.time())}).scalar())
 
+    def get_next_expiry(self, user_id, collection=None):
+        params = {"userid": user_id, "now_seconds": int(time.time())}
+        statement = schema.NEXT_EXPIRY
+        if collection is not None:
+            params["collection"] = self._collection_id(collection, create=False)
+            if params["collection"] is None:
+                return None
+            statement = schema.NEXT_COLLECTION_EXPIRY
+        with self._reading() as connection:
+            return connection.execute(statement, params).scalar()
+
     def get_items(self, user_id, collection, query, full):
         collection_id = self._collection_id(collection, create=False)
         if collection_id is None:

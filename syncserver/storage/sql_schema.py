@@ -284,6 +284,10 @@ COLLECTION_COUNTS = select(_items.collection, func.count()).where(_LIVE).group_b
 COLLECTION_USAGE = select(_items.collection, func.sum(_items.payload_size)).where(
     _LIVE).group_by(_items.collection)
 TOTAL_USAGE = select(func.coalesce(func.sum(_items.payload_size), 0)).where(_LIVE)
+#: When the next live item of the user (or of one collection) expires.
+NEXT_EXPIRY = select(func.min(_items.ttl)).where(_LIVE)
+NEXT_COLLECTION_EXPIRY = select(func.min(_items.ttl)).where(
+    _OWNED, _items.ttl > bindparam("now_seconds"))
 
 # Collection timestamps.
 COLLECTION_TIMESTAMP = select(_stamps.modified).where(
