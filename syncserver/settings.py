@@ -517,3 +517,27 @@ def _convert(key, value, annotation):
         return number
     # Optional[str] / str: empty means unset (${NAME} was expanded by parse_settings).
     return str(value) or None
+
+
+def read_ini(path):
+    """The ``[app:main]`` keys of a PasteDeploy ini file, as the server reads them.
+
+    Raises :class:`ConfigError` when the file is missing or has no usable section.
+    """
+    import configparser
+
+    from paste.deploy.loadwsgi import APP, loadcontext
+
+    absolute = os.path.abspath(path)
+    if not os.path.exists(absolute):
+        raise ConfigError(f"the configuration file {path} does not exist")
+    try:
+        return dict(loadcontext(APP, "config:" + absolute).local_conf)
+    except (LookupError, configparser.Error) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path} is not a usable configuration file: {first_line}") from None
+
+
+def settings_from_ini(path):
+    """:class:`Settings` of a PasteDeploy ini file (its ``[app:main]`` section)."""
+    return parse_settings(read_ini(path))

@@ -23,8 +23,6 @@ import threading
 import sqlalchemy
 from sqlalchemy import event, exc
 
-from syncserver.errors import ConfigError
-
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
@@ -159,31 +157,6 @@ def _register_writer_queue(database):
     with _WRITER_QUEUES_LOCK:
         if database not in _WRITER_QUEUES:
             _WRITER_QUEUES[database] = _SQLiteWriterQueue(path)
-
-
-def missing_tables(engine, metadata):
-    """Names of ``metadata``'s tables absent from the database; None if it cannot be reached."""
-    try:
-        with engine.connect() as connection:
-            present = set(sqlalchemy.inspect(connection).get_table_names())
-    except exc.SQLAlchemyError as error:
-        if is_unavailable(error):
-            return None
-        raise
-    return sorted(set(metadata.tables) - present)
-
-
-def check_schema(engine, metadata, create_tables_key):
-    """Refuse to start on a reachable database without our tables (a 500 on every request).
-
-    An unreachable database is not refused: the server starts and answers
-    503 until it comes back.
-    """
-    missing = missing_tables(engine, metadata)
-    if missing:
-        raise ConfigError(
-            f"{create_tables_key} is false but the database has no table "
-            f"{', '.join(missing)}: set {create_tables_key} = true (once is enough).")
 
 
 def is_unavailable(error):

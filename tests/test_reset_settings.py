@@ -56,10 +56,13 @@ def test_bad_settings_name_the_key(raw, key):
 
 
 def test_missing_reset_table_names_the_key(tmp_path):
+    """Reset codes in a database of their own that nobody has set up yet."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    codes = f"sqlite:///{tmp_path / 'codes.sqlite'}"
     make_app({}, **{"storage.sqluri": url, "storage.create_tables": "true"}).close()
     with pytest.raises(SystemExit, match=r"reset\.create_tables"):
         make_app({}, **{"storage.sqluri": url, "smtp.host": "127.0.0.1",
-                        "smtp.sender": "s@example.org"})
+                        "smtp.sender": "s@example.org", "reset.sqluri": codes})
     make_app({}, **{"storage.sqluri": url, "smtp.host": "127.0.0.1",
-                    "smtp.sender": "s@example.org", "reset.create_tables": "true"}).close()
+                    "smtp.sender": "s@example.org", "reset.sqluri": codes,
+                    "reset.create_tables": "true"}).close()

@@ -1,12 +1,13 @@
-"""What every admin command works with: the parsed settings and the backends they name."""
+"""What every admin command works with: the parsed settings, the backends they name, output."""
 
+import dataclasses
 import functools
-import os
+import json
 import sys
 import time
 
-from syncserver.errors import ConfigError
-from syncserver.settings import parse_settings
+from syncserver.migrations import SchemaNotReady
+from syncserver.settings import parse_settings, read_ini
 
 
 class AdminError(Exception):
@@ -17,29 +18,23 @@ class AdminContext:
     """Settings and backends built lazily from the server's ini file.
 
     Backends are built on first use, so ``--help`` and commands that need no
-    database work without one.
+    database work without one. They are built as the server builds them,
+    except that admin commands never create tables (``db upgrade`` does)
+    and may add accounts even when ``auth.allow_new_users`` is false.
     """
 
-    def __init__(self, config_path, stdout=None, stderr=None, quiet=False):
+    def __init__(self, config_path, stdout=None, stderr=None, stdin=None, quiet=False):
         self.config_path = config_path
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
         self.quiet = quiet
         self._opened = []
 
     @functools.cached_property
     def raw_settings(self):
         """The ``[app:main]`` keys of the ini file, as PasteDeploy reads them."""
-        from paste.deploy.loadwsgi import APP, loadcontext
-
-        path = os.path.abspath(self.config_path)
-        if not os.path.exists(path):
-            raise ConfigError(f"the configuration file {self.config_path} does not exist")
-        try:
-            return dict(loadcontext(APP, "config:" + path).local_conf)
-        except LookupError as error:
-            raise ConfigError(
-                f"{self.config_path} has no usable [app:main] section ({error})") from None
+        return read_ini(self.config_path)
 
     @functools.cached_property
     def settings(self):
@@ -47,13 +42,23 @@ class AdminContext:
 
     @functools.cached_property
     def storage(self):
-        backend = self.settings.storage.backend.from_settings(self.settings.storage)
-        self._opened.append(backend)
-        return backend
+        settings = dataclasses.replace(self.settings.storage, create_tables=False)
+        return self._open(settings)
 
     @functools.cached_property
     def auth(self):
-        backend = self.settings.auth.backend.from_settings(self.settings.auth)
+        settings = dataclasses.replace(self.settings.auth, create_tables=False,
+                                       allow_new_users=True, credentials_cache_seconds=0)
+        return self._open(settings)
+
+    def _open(self, settings):
+        try:
+            backend = settings.backend.from_settings(settings)
+        except SchemaNotReady as error:
+            problem = error.problem.replace(
+                "storage.create_tables is false but ", "").replace(
+                "auth.create_tables is false but ", "")
+            raise AdminError(f"{problem}: run 'syncserver-admin db upgrade'.") from None
         self._opened.append(backend)
         return backend
 
@@ -64,18 +69,88 @@ class AdminContext:
         self._opened.append(backend)
         return backend
 
+    # -- output -------------------------------------------------------------
+
     def echo(self, line=""):
         print(line, file=self.stdout)
+
+    def echo_json(self, value):
+        print(json.dumps(value, indent=2, sort_keys=False), file=self.stdout)
+
+    def echo_table(self, headers, rows):
+        """Rows as plain columns aligned under ``headers`` (numbers right-aligned)."""
+        rows = [[_cell(value) for value in row] for row in rows]
+        widths = [max([len(header)] + [len(row[index]) for row in rows])
+                  for index, header in enumerate(headers)]
+        numeric = [bool(rows) and all(_is_number(row[index]) for row in rows)
+                   for index in range(len(headers))]
+
+        def line(cells):
+            parts = [cell.rjust(width) if right else cell.ljust(width)
+                     for cell, width, right in zip(cells, widths, numeric, strict=True)]
+            return "  ".join(parts).rstrip()
+
+        self.echo(line(headers))
+        for row in rows:
+            self.echo(line(row))
+
+    def echo_fields(self, pairs):
+        """``name  value`` lines with the names aligned."""
+        width = max(len(name) for name, _ in pairs)
+        for name, value in pairs:
+            self.echo(f"{name.ljust(width)}  {_cell(value)}")
 
     def progress(self, label, total=None):
         """A progress line on stderr for long work; silent with ``--quiet`` or off a terminal."""
         interactive = not self.quiet and getattr(self.stderr, "isatty", lambda: False)()
         return Progress(label, total, self.stderr if interactive else None)
 
+    def is_interactive(self):
+        return getattr(self.stdin, "isatty", lambda: False)()
+
     def close(self):
         for backend in reversed(self._opened):
             backend.close()
         self._opened.clear()
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def _is_number(text):
+    return text == "-" or text.replace(".", "", 1).isdigit()
+
+
+def redact_url(url):
+    """A database URL fit to print: the password hidden."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "(an unreadable URL)"
+
+
+def format_time(epoch_seconds):
+    """``2024-06-01 12:00:00 UTC``, or None."""
+    if epoch_seconds is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch_seconds))
+
+
+def format_bytes(count):
+    """``1.5 MiB (1572864 bytes)``: readable first, exact after."""
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    if unit == "bytes":
+        return f"{count} bytes"
+    return f"{size:.1f} {unit} ({count} bytes)"
 
 
 class Progress:
@@ -112,7 +187,7 @@ class Progress:
         if self.stream is None:
             return
         if self.total:
-            percent = 100 * self.done // self.total
+            percent = min(100, 100 * self.done // self.total)
             text = f"{self.label}: {self.done}/{self.total} ({percent}%)"
         else:
             text = f"{self.label}: {self.done}"

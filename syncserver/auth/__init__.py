@@ -50,13 +50,16 @@ class AccountsManagedElsewhere(AuthError):
 class User:
     """An account as the rest of the server sees it.
 
-    ``user_id`` is the stable integer that keys all of the user's stored data.
+    ``user_id`` is the stable integer that keys all of the user's stored data;
+    ``created_at`` (epoch seconds) is None when the backend does not know it
+    (or did not read it: authentication skips it); equality ignores it.
     """
 
     user_id: int
     username: str
     email: str | None = None
     enabled: bool = True
+    created_at: int | None = dataclasses.field(default=None, compare=False)
 
 
 class AuthBackend(abc.ABC):
@@ -128,6 +131,26 @@ class AuthBackend(abc.ABC):
     @abc.abstractmethod
     def delete_user(self, username):
         """Delete the account; return True if there was one. Its credentials stop working."""
+
+    # -- optional: administration (syncserver-admin) -------------------------
+
+    def list_users(self, after=None, limit=100):
+        """Return up to ``limit`` accounts (:class:`User`) ordered by username.
+
+        Only usernames greater than ``after`` are listed, so that a caller
+        pages through a large directory with the last username it got.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its accounts")
+
+    def count_users(self):
+        """Return the number of accounts. The default pages through :meth:`list_users`."""
+        count, after = 0, None
+        while True:
+            page = self.list_users(after=after, limit=1000)
+            count += len(page)
+            if len(page) < 1000:
+                return count
+            after = page[-1].username
 
     def close(self):
         """Release connections and pools. The default does nothing."""

@@ -24,7 +24,7 @@ import time
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.auth import AuthUnavailable
 
 metadata = MetaData()
@@ -57,17 +57,11 @@ class DirectoryIdMap:
         self._known = {}
 
     def create_table(self):
-        """Create ``ldap_users`` if missing (safe when several processes start together)."""
-        with sqldb.translate_errors(AuthUnavailable):
-            try:
-                with sqldb.write_transaction(self.engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
-            except exc.DBAPIError:
-                with sqldb.write_transaction(self.engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
+        """Bring the database to the newest schema, ``ldap_users`` included (the migrations)."""
+        migrations.ensure_schema(self.engine, AuthUnavailable)
 
     def check_table(self, create_tables_key):
-        sqldb.check_schema(self.engine, metadata, create_tables_key)
+        migrations.check_schema(self.engine, create_tables_key)
 
     def is_healthy(self):
         try:

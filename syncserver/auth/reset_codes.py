@@ -23,7 +23,7 @@ import time
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.auth import AuthUnavailable
 from syncserver.errors import ConfigError
 
@@ -82,21 +82,14 @@ class ResetCodeStore:
         store = cls(settings.sqluri, settings.code_lifetime_seconds, settings.create_tables)
         if not settings.create_tables:
             try:
-                sqldb.check_schema(store._engine, metadata, "reset.create_tables")
+                migrations.check_schema(store._engine, "reset.create_tables")
             except ConfigError:
                 store.close()
                 raise
         return store
 
     def create_tables(self):
-        with sqldb.translate_errors(AuthUnavailable):
-            try:
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
-            except exc.DBAPIError:
-                # Another process created it between our check and our CREATE.
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
+        migrations.ensure_schema(self._engine, AuthUnavailable)
 
     def close(self):
         self._engine.dispose()

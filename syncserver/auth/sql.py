@@ -46,7 +46,7 @@ from sqlalchemy import (
     select,
 )
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.auth import (
     AuthBackend,
     AuthUnavailable,
@@ -165,7 +165,7 @@ class SQLAuth(AuthBackend):
         )
         if not settings.create_tables:
             try:
-                sqldb.check_schema(backend.engine, metadata, "auth.create_tables")
+                migrations.check_schema(backend.engine, "auth.create_tables")
             except ConfigError:
                 backend.close()
                 raise
@@ -176,15 +176,8 @@ class SQLAuth(AuthBackend):
         return self._engine
 
     def create_tables(self):
-        """Create the ``users`` table if it is missing (safe to run from several processes)."""
-        with sqldb.translate_errors(AuthUnavailable):
-            try:
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
-            except exc.DBAPIError:
-                # Another process created it between our check and our CREATE.
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
+        """Bring the database to the newest schema (the migrations; safe from several processes)."""
+        migrations.ensure_schema(self._engine, AuthUnavailable)
 
     def close(self):
         self._engine.dispose()
@@ -212,9 +205,23 @@ class SQLAuth(AuthBackend):
         row = self._fetch(username)
         return None if row is None else row.password_hash
 
+    def list_users(self, after=None, limit=100):
+        """One indexed range read of ``users`` by username (the unique index)."""
+        query = select(*_USER_COLUMNS).order_by(users.c.username).limit(max(int(limit), 0))
+        if after is not None:
+            query = query.where(users.c.username > after)
+        with sqldb.translate_errors(AuthUnavailable):
+            with sqldb.read_connection(self._engine) as connection:
+                return [_user(row) for row in connection.execute(query)]
+
+    def count_users(self):
+        with sqldb.translate_errors(AuthUnavailable):
+            with sqldb.read_connection(self._engine) as connection:
+                return int(connection.execute(
+                    select(func.count()).select_from(users)).scalar())
+
     def _fetch(self, username):
-        query = select(users.c.userid, users.c.username, users.c.password_hash,
-                       users.c.email, users.c.status).where(users.c.username == username)
+        query = select(*_USER_COLUMNS, users.c.password_hash).where(users.c.username == username)
         with sqldb.translate_errors(AuthUnavailable):
             with sqldb.read_connection(self._engine) as connection:
                 return connection.execute(query).first()
@@ -367,7 +374,7 @@ class SQLAuth(AuthBackend):
                 if not _is_mysql_retryable(error.__cause__) or attempt == _INSERT_ATTEMPTS - 1:
                     raise
         return User(user_id=int(new_id), username=username, email=email,
-                    enabled=status == STATUS_ENABLED)
+                    enabled=status == STATUS_ENABLED, created_at=values["created_at"])
 
     def _advance_sequence(self, connection, userid):
         """After an explicit userid on PostgreSQL, keep the serial sequence ahead of it.
@@ -431,9 +438,13 @@ class SQLAuth(AuthBackend):
             self._forget(username)
 
 
+_USER_COLUMNS = (users.c.userid, users.c.username, users.c.email, users.c.status,
+                 users.c.created_at)
+
+
 def _user(row):
     return User(user_id=row.userid, username=row.username, email=row.email,
-                enabled=row.status == STATUS_ENABLED)
+                enabled=row.status == STATUS_ENABLED, created_at=row.created_at)
 
 
 def _check_username(username):

@@ -52,8 +52,9 @@ class StorageController:
         return _json_response({name: size / 1024.0 for name, size in usage.items()})
 
     def get_quota(self, request, username):
-        used = self.storage.get_total_usage(request.sync_user.user_id) / 1024.0
-        return _json_response([used, self.settings.quota_size or None])
+        user_id = request.sync_user.user_id
+        used = self.storage.get_total_usage(user_id) / 1024.0
+        return _json_response([used, self._quota_kb(user_id) or None])
 
     # -- reads ------------------------------------------------------------
 
@@ -202,12 +203,19 @@ class StorageController:
 
     # -- shared checks ----------------------------------------------------
 
+    def _quota_kb(self, user_id):
+        """The user's quota in KB (0: none): their own (``set-quota``), else storage.quota_size."""
+        own = self.storage.get_user_quota(user_id)
+        return self.settings.quota_size if own is None else own
+
     def _check_quota(self, request):
         """Refuse a write when the user is over quota; return the KB left (None: no quota)."""
-        if not self.settings.quota_size:
+        user_id = request.sync_user.user_id
+        quota = self._quota_kb(user_id)
+        if not quota:
             return None
-        used = self.storage.get_total_usage(request.sync_user.user_id)
-        left = self.settings.quota_size - used / 1024.0
+        used = self.storage.get_total_usage(user_id)
+        left = quota - used / 1024.0
         if left <= 0:
             raise WeaveError(respcodes.OVER_QUOTA)
         return left

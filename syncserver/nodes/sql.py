@@ -49,7 +49,7 @@ from sqlalchemy import (
     select,
 )
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.errors import ConfigError
 from syncserver.nodes import Node, NodeBackend, NodeExists, NodeNotFound, NodesUnavailable
 
@@ -117,7 +117,7 @@ class SQLNodes(NodeBackend):
                       pool_recycle=settings.pool_recycle)
         if not settings.create_tables:
             try:
-                sqldb.check_schema(backend.engine, metadata, "nodes.create_tables")
+                migrations.check_schema(backend.engine, "nodes.create_tables")
             except ConfigError:
                 backend.close()
                 raise
@@ -128,15 +128,8 @@ class SQLNodes(NodeBackend):
         return self._engine
 
     def create_tables(self):
-        """Create the two tables if they are missing (safe from several processes)."""
-        with sqldb.translate_errors(NodesUnavailable):
-            try:
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
-            except exc.DBAPIError:
-                # Another process created them between our check and our CREATE.
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
+        """Bring the database to the newest schema (the migrations; safe from several processes)."""
+        migrations.ensure_schema(self._engine, NodesUnavailable)
 
     def close(self):
         self._engine.dispose()

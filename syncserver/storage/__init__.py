@@ -154,6 +154,30 @@ class StoredRecord:
     expires: int = NEVER_EXPIRES
 
 
+@dataclasses.dataclass(frozen=True)
+class CollectionStatistics:
+    """Live items of one collection across all users (expired ones not counted)."""
+
+    users: int
+    items: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageStatistics:
+    """What the whole store holds, for ``syncserver-admin stats``.
+
+    ``users`` counts users with at least one live item; ``bytes`` are UTF-8
+    payload bytes; ``expired_items`` await :meth:`StorageBackend.purge_expired`.
+    """
+
+    users: int
+    items: int
+    bytes: int
+    expired_items: int
+    collections: Mapping[str, CollectionStatistics]
+
+
 class StorageBackend(abc.ABC):
     """What a storage backend must provide. See the module docstring for conventions.
 
@@ -286,7 +310,33 @@ class StorageBackend(abc.ABC):
 
     @abc.abstractmethod
     def purge_expired(self, now_seconds, batch_size=1000):
-        """Remove up to ``batch_size`` expired items for good; return how many went."""
+        """Remove up to ``batch_size`` expired items for good; return how many went.
+
+        Items expired at ``now_seconds`` (epoch seconds) go. Each call is a few
+        short transactions, so that calling it in a loop until it returns 0
+        never holds locks for long while the server serves.
+        """
+
+    # -- optional: administration (syncserver-admin) -------------------------
+    # Backends that do not implement these still serve the APIs; the admin
+    # commands that need them say so.
+
+    def get_user_quota(self, user_id):
+        """Return the user's own quota in KB (0: no quota), or ``None`` when
+        ``storage.quota_size`` applies. The default: always ``None``."""
+        return None
+
+    def set_user_quota(self, user_id, quota_kb):
+        """Give the user their own quota in KB (0: none); ``None`` restores the default."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-user quotas")
+
+    def count_expired(self, now_seconds):
+        """Return how many items have expired at ``now_seconds`` (None: unknown)."""
+        return None
+
+    def get_statistics(self, now_seconds):
+        """Return :class:`StorageStatistics` for the whole store (may scan everything)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot report statistics")
 
     def close(self):
         """Release connections and pools. The default does nothing."""

@@ -25,13 +25,15 @@ import time
 
 from sqlalchemy import exc
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.errors import ConfigError
 from syncserver.storage import (
     NEVER_EXPIRES,
+    CollectionStatistics,
     ConflictError,
     PreconditionFailed,
     StorageBackend,
+    StorageStatistics,
     StorageUnavailable,
     StoredRecord,
     WriteResult,
@@ -127,7 +129,7 @@ class SQLStorage(StorageBackend):
                 f"storage.sqluri is not a usable database URL: {error}") from None
         if not settings.create_tables:
             try:
-                sqldb.check_schema(storage.engine, schema.metadata, "storage.create_tables")
+                migrations.check_schema(storage.engine, "storage.create_tables")
             except ConfigError:
                 storage.close()
                 raise
@@ -495,10 +497,43 @@ class SQLStorage(StorageBackend):
         for user_id, keys in by_user.items():
             with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
                     self._engine) as connection:
-                if connection.execute(schema.LOCK_USER, {"userid": user_id}).first() is None:
-                    continue  # deleted meanwhile, items included
+                # No row: the user was deleted meanwhile (the delete already took
+                # these items), or the items were loaded without one; either
+                # way no writer holds the row, and the keys can go.
+                connection.execute(schema.LOCK_USER, {"userid": user_id}).first()
                 purged += connection.execute(schema.PURGE_KEYS, dict(params, keys=keys)).rowcount
         return purged
+
+    # -- administration -----------------------------------------------------
+
+    def count_expired(self, now_seconds):
+        with self._reading() as connection:
+            return int(connection.execute(
+                schema.EXPIRED_COUNT, {"now_seconds": int(now_seconds)}).scalar())
+
+    def get_statistics(self, now_seconds):
+        params = {"now_seconds": int(now_seconds)}
+        with self._reading() as connection:
+            rows = connection.execute(schema.COLLECTION_STATISTICS, params).all()
+            users = int(connection.execute(schema.USERS_WITH_ITEMS, params).scalar())
+            expired = int(connection.execute(schema.EXPIRED_COUNT, params).scalar())
+            per_collection = self._named(connection, (
+                (cid, CollectionStatistics(users=int(u), items=int(n), bytes=int(b)))
+                for cid, u, n, b in rows))
+        return StorageStatistics(
+            users=users, items=sum(c.items for c in per_collection.values()),
+            bytes=sum(c.bytes for c in per_collection.values()), expired_items=expired,
+            collections=dict(sorted(per_collection.items())))
+
+    def get_user_quota(self, user_id):
+        with self._reading() as connection:
+            return connection.execute(schema.USER_QUOTA, {"userid": user_id}).scalar()
+
+    def set_user_quota(self, user_id, quota_kb):
+        """Under the user's lock, which creates the user's row when it is missing."""
+        with self._writing(user_id, None) as lock:
+            lock.connection.execute(schema.SET_USER_QUOTA, {
+                "k_userid": user_id, "v_quota_kb": quota_kb})
 
 
 def _records(rows):

@@ -23,14 +23,13 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     bindparam,
-    exc,
     func,
     select,
     tuple_,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from syncserver.storage import StorageError
+from syncserver.storage import StorageError, StorageUnavailable
 
 #: InnoDB for row locks; a binary collation so that ids "abc" and "ABC" differ,
 #: as they do on SQLite and PostgreSQL.
@@ -85,11 +84,13 @@ user_collections_table = Table(
     **_MYSQL_OPTIONS)
 
 #: One row per user: the last stamp handed out (timestamps never go back, even
-#: after delete_storage) and the row every write locks.
+#: after delete_storage), the row every write locks, and the user's own quota.
 storage_users_table = Table(
     "storage_users", metadata,
     Column("userid", BigInteger, primary_key=True, autoincrement=False),
     Column("last_modified", BigInteger, nullable=False),
+    # KB; NULL: storage.quota_size applies; 0: no quota for this user.
+    Column("quota_kb", BigInteger, nullable=True),
     **_MYSQL_OPTIONS)
 
 items_table = Table(
@@ -146,24 +147,15 @@ def create_user_row_locked(dialect):
     return insert_ignore(dialect, storage_users_table)  # SQLite: writers are serialized
 
 
-def create_schema(engine, attempts=3):
-    """Create missing tables and seed the fixed collections; safe to run concurrently.
+def create_schema(engine):
+    """Bring the database to the newest schema (the migrations) and check the collection ids.
 
-    Two processes starting together may both find a table missing; the loser's
-    CREATE fails, and the retry then finds everything in place.
+    Safe to run from several processes at once: the migrations take a lock.
     """
-    for attempt in range(attempts):
-        try:
-            with engine.begin() as connection:
-                metadata.create_all(connection, checkfirst=True)
-            break
-        except (exc.ProgrammingError, exc.IntegrityError, exc.OperationalError):
-            if attempt == attempts - 1:
-                raise
-    seed = insert_ignore(engine.dialect.name, collections_table)
-    with engine.begin() as connection:
-        connection.execute(seed, [{"id": cid, "name": name}
-                                  for name, cid in FIXED_COLLECTIONS.items()])
+    from syncserver import migrations
+
+    migrations.ensure_schema(engine, StorageUnavailable)
+    with engine.connect() as connection:
         stored = dict(connection.execute(
             select(collections_table.c.name, collections_table.c.id).where(
                 collections_table.c.name.in_(list(FIXED_COLLECTIONS)))).all())
@@ -314,6 +306,19 @@ LOCK_USER_WITH_STAMP = select(_users.last_modified, _stamps.modified).select_fro
 UPDATE_LAST_MODIFIED = storage_users_table.update().where(
     _users.userid == bindparam("k_userid")).values(last_modified=bindparam("v_last_modified"))
 DELETE_USER_ROW = storage_users_table.delete().where(_users.userid == bindparam("userid"))
+USER_QUOTA = select(_users.quota_kb).where(_users.userid == bindparam("userid"))
+SET_USER_QUOTA = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(quota_kb=bindparam("v_quota_kb"))
+
+# Server-wide statistics (admin commands): full scans, never run by requests.
+_LIVE_ANYONE = _items.ttl > bindparam("now_seconds")
+COLLECTION_STATISTICS = select(
+    _items.collection, func.count(func.distinct(_items.userid)), func.count(),
+    func.coalesce(func.sum(_items.payload_size), 0),
+).where(_LIVE_ANYONE).group_by(_items.collection)
+USERS_WITH_ITEMS = select(func.count(func.distinct(_items.userid))).where(_LIVE_ANYONE)
+EXPIRED_COUNT = select(func.count()).select_from(items_table).where(
+    _items.ttl <= bindparam("now_seconds"))
 
 # Collection names.
 COLLECTION_BY_NAME = select(_names.id).where(_names.name == bindparam("name"))

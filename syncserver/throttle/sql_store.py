@@ -20,7 +20,7 @@ import time
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, case, exc, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from syncserver import sqldb
+from syncserver import migrations, sqldb
 from syncserver.errors import ConfigError
 from syncserver.throttle import Counter, CounterStore, ThrottleStoreUnavailable
 
@@ -65,7 +65,7 @@ class SQLCounterStore(CounterStore):
         store = cls(settings.sqluri, create_tables=settings.create_tables)
         if not settings.create_tables:
             try:
-                sqldb.check_schema(store.engine, metadata, "throttle.create_tables")
+                migrations.check_schema(store.engine, "throttle.create_tables")
             except ConfigError:
                 store.close()
                 raise
@@ -76,14 +76,7 @@ class SQLCounterStore(CounterStore):
         return self._engine
 
     def create_tables(self):
-        with sqldb.translate_errors(ThrottleStoreUnavailable):
-            try:
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
-            except exc.DBAPIError:
-                # Another process created it between our check and our CREATE.
-                with sqldb.write_transaction(self._engine) as connection:
-                    metadata.create_all(connection, checkfirst=True)
+        migrations.ensure_schema(self._engine, ThrottleStoreUnavailable)
 
     def increment(self, key, now, lifetime):
         key = _column_key(key)

@@ -108,9 +108,14 @@ format = %(message)s
 # --- Apache + mod_wsgi ----------------------------------------------------------------
 
 
+#: What .venv-apache holds: the project with the extras production.ini needs under Apache.
+APACHE_REQUIREMENT = f"{PROJECT_ROOT}[redis]"
+
+
 def _apache_venv_is_current():
     marker = APACHE_VENV / ".installed"
-    return (marker.exists() and marker.stat().st_mtime >= (PROJECT_ROOT / "pyproject.toml").stat().st_mtime)
+    return (marker.exists() and marker.read_text() == APACHE_REQUIREMENT
+            and marker.stat().st_mtime >= (PROJECT_ROOT / "pyproject.toml").stat().st_mtime)
 
 
 @pytest.fixture(scope="session")
@@ -130,12 +135,12 @@ def apache_python_home():
             subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(APACHE_VENV)],
                            check=True, capture_output=True, timeout=120)
             subprocess.run([str(APACHE_VENV / "bin" / "pip"), "install", "-q", "-e",
-                            str(PROJECT_ROOT)], check=True, capture_output=True, timeout=600)
+                            APACHE_REQUIREMENT], check=True, capture_output=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             output = getattr(error, "stderr", b"") or b""
             service_missing("a virtualenv for mod_wsgi",
                             f"{error}: {output.decode(errors='replace')[-2000:]}")
-        (APACHE_VENV / ".installed").touch()
+        (APACHE_VENV / ".installed").write_text(APACHE_REQUIREMENT)
     probe = subprocess.run(
         ["runuser", "-u", APACHE_USER, "--", str(APACHE_VENV / "bin" / "python"), "-c",
          "import syncserver.app"], capture_output=True, timeout=60)
@@ -220,8 +225,9 @@ WSGIScriptAlias / {WSGI_SCRIPT}
 
 
 @pytest.fixture(scope="module")
-def apache(apache_python_home):
-    """Apache on a free loopback port, serving syncserver on SQLite at / and /sync/."""
+def apache(apache_python_home, redis_server):
+    """Apache on a free loopback port: production.ini's setup (Redis in front of the
+    database) on SQLite, served at / and /sync/."""
     # pytest's tmp_path is private to root; the daemon (www-data) must write the database.
     directory = Path(tempfile.mkdtemp(prefix="syncserver-apache-"))
     os.chmod(directory, 0o755)
@@ -231,6 +237,7 @@ def apache(apache_python_home):
 use = config:{PRODUCTION_INI}
 storage.sqluri = sqlite:///%(here)s/var/sync.db
 auth.sqluri = sqlite:///%(here)s/var/sync.db
+storage.redis_url = {redis_server.url}
 """ + logging_sections(access_log))
     (directory / "var").mkdir()
     user = pwd.getpwnam(APACHE_USER)

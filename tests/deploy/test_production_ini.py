@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import redis
 import sqlalchemy
 
 from tests.deploy.conftest import PRODUCTION_INI, GunicornServer, stop_process, wait_for_heartbeat
@@ -23,8 +24,8 @@ pytestmark = [pytest.mark.deploy, pytest.mark.mysql]
 PASTER = sys.executable.rsplit("/", 1)[0] + "/paster"
 
 
-def production_ini_copy(directory, mysql_url, port=None):
-    """production.ini with its database URLs pointing at ``mysql_url``'s database."""
+def production_ini_copy(directory, mysql_url, redis_url, port=None):
+    """production.ini with its database and Redis URLs pointing at the test's own."""
     url = sqlalchemy.engine.make_url(mysql_url)
     sqluri = (f"mysql+mysqldb://{url.username}:${{SYNCSERVER_DB_PASSWORD}}"
               f"@{url.host}:{url.port}/{url.database}")
@@ -32,6 +33,9 @@ def production_ini_copy(directory, mysql_url, port=None):
     text, count = re.subn(r"^(storage|auth)\.sqluri = .*$", rf"\1.sqluri = {sqluri}", text,
                           flags=re.MULTILINE)
     assert count == 2, "production.ini should set storage.sqluri and auth.sqluri"
+    text, count = re.subn(r"^storage\.redis_url = .*$", f"storage.redis_url = {redis_url}", text,
+                          flags=re.MULTILINE)
+    assert count == 1, "production.ini should put Redis in front of the database"
     if port is not None:
         text = re.sub(r"^port = \d+$", f"port = {port}", text, flags=re.MULTILINE)
     ini = directory / "production.ini"
@@ -65,14 +69,18 @@ def short_sync(base_url):
     return username
 
 
-def test_gunicorn_paste_production_ini(tmp_path, mysql_url):
-    ini = production_ini_copy(tmp_path, mysql_url)
+def test_gunicorn_paste_production_ini(tmp_path, mysql_url, redis_url):
+    ini = production_ini_copy(tmp_path, mysql_url, redis_url)
     server = GunicornServer(ini, tmp_path)
     try:
         server.start(ENVIRONMENT)
         username = short_sync(server.url)
     finally:
         server.stop()
+    # The reads went through production.ini's Redis cache.
+    cache = redis.Redis.from_url(redis_url)
+    assert cache.keys("syncserver:*"), "production.ini's Redis cache was not used"
+    cache.close()
     # production.ini's access log (stdout, combined format), one line per request.
     lines = [line for line in server.stdout().splitlines() if f"/1.1/{username}/" in line]
     assert any(f' - {username} [' in line and '"POST /1.1/' in line and '" 200 ' in line
@@ -80,9 +88,9 @@ def test_gunicorn_paste_production_ini(tmp_path, mysql_url):
     assert all(re.search(r" \d+\.\d$", line) for line in lines), lines
 
 
-def test_paster_serve_production_ini(tmp_path, mysql_url):
+def test_paster_serve_production_ini(tmp_path, mysql_url, redis_url):
     port = free_port()
-    ini = production_ini_copy(tmp_path, mysql_url, port)
+    ini = production_ini_copy(tmp_path, mysql_url, redis_url, port)
     with open(tmp_path / "paster.stdout", "wb") as out, \
             open(tmp_path / "paster.stderr", "wb") as err:
         process = subprocess.Popen([PASTER, "serve", str(ini)], cwd=tmp_path, stdout=out,
@@ -99,8 +107,8 @@ def test_paster_serve_production_ini(tmp_path, mysql_url):
     assert f' - {username} [' in stdout, stdout[-3000:]
 
 
-def test_a_missing_secret_stops_the_server_naming_the_key(tmp_path, mysql_url):
-    ini = production_ini_copy(tmp_path, mysql_url)
+def test_a_missing_secret_stops_the_server_naming_the_key(tmp_path, mysql_url, redis_url):
+    ini = production_ini_copy(tmp_path, mysql_url, redis_url)
     environment = {"SYNCSERVER_DB_PASSWORD": ""}
     finished = subprocess.run(
         [PASTER, "serve", str(ini)], cwd=tmp_path, capture_output=True, timeout=60,

@@ -15,10 +15,13 @@ from tests.support import cheap_password_hasher
 
 
 def write_ini(path, sqluri):
+    """An operator's ini for ``sqluri``, its schema brought up to date with ``db upgrade``."""
     path.write_text(
         "[app:main]\nuse = egg:syncserver\n"
         f"storage.sqluri = {sqluri}\nstorage.create_tables = true\n"
         "auth.strict_usernames = false\n")
+    code, _, err = run_admin("-c", str(path), "db", "upgrade")
+    assert code == 0, err
     return str(path)
 
 

@@ -1,0 +1,106 @@
+"""``syncserver-admin purge-expired`` and ``stats``: keeping the store tidy and measured."""
+
+import argparse
+import time
+
+from syncserver.admin.context import AdminError, format_bytes
+
+
+def register(subparsers):
+    purge = subparsers.add_parser(
+        "purge-expired", help="delete expired (TTL) items for good, in small batches",
+        description="Deletes the items whose TTL has passed, a batch at a time, each in short "
+                    "transactions: safe to run from cron while the server serves.")
+    purge.add_argument("--batch-size", type=_positive, default=1000, metavar="N",
+                       help="items per batch (default 1000)")
+    purge.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                       help="sleep between batches, to leave the database to the server")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="only count the expired items")
+    purge.add_argument("--json", action="store_true", help="the summary as JSON")
+    purge.set_defaults(handler=purge_expired)
+
+    stats = subparsers.add_parser(
+        "stats", help="accounts, items and bytes, per collection",
+        description="Reads every live item: expect a full scan on a large store.")
+    stats.add_argument("--json", action="store_true", help="a JSON object")
+    stats.set_defaults(handler=show_stats)
+
+
+def purge_expired(context, args):
+    storage = context.storage
+    # One cut-off for the whole run: items expiring meanwhile wait for the next one.
+    now = int(time.time())
+    expired = storage.count_expired(now)
+    if args.dry_run:
+        summary = {"expired": expired, "purged": 0, "batches": 0, "seconds": 0.0}
+        _report_purge(context, args, summary, dry_run=True)
+        return 0
+    started = time.monotonic()
+    purged = batches = 0
+    with context.progress("purging expired items", expired) as progress:
+        while True:
+            count = storage.purge_expired(now, args.batch_size)
+            if count == 0:
+                break
+            purged += count
+            batches += 1
+            progress.advance(count)
+            if args.pause:
+                time.sleep(args.pause)
+    summary = {"expired": expired, "purged": purged, "batches": batches,
+               "seconds": round(time.monotonic() - started, 2)}
+    _report_purge(context, args, summary, dry_run=False)
+    return 0
+
+
+def _report_purge(context, args, summary, dry_run):
+    if args.json:
+        context.echo_json(summary)
+    elif dry_run:
+        known = "an unknown number of" if summary["expired"] is None else summary["expired"]
+        context.echo(f"{known} expired items would be purged.")
+    else:
+        context.echo(f"Purged {summary['purged']} expired items in {summary['batches']} "
+                     f"batches of up to {args.batch_size} ({summary['seconds']:.2f} s).")
+
+
+def show_stats(context, args):
+    try:
+        statistics = context.storage.get_statistics(int(time.time()))
+    except NotImplementedError as error:
+        raise AdminError(f"{error}.") from None
+    try:
+        accounts = context.auth.count_users()
+    except NotImplementedError:
+        accounts = None
+    if args.json:
+        context.echo_json({
+            "accounts": accounts, "users_with_data": statistics.users,
+            "items": statistics.items, "bytes": statistics.bytes,
+            "expired_items": statistics.expired_items,
+            "collections": {name: {"users": c.users, "items": c.items, "bytes": c.bytes}
+                            for name, c in statistics.collections.items()}})
+        return 0
+    context.echo_fields([
+        ("accounts", accounts if accounts is not None else "unknown (the backend cannot count)"),
+        ("users with data", statistics.users),
+        ("items", statistics.items),
+        ("payloads", format_bytes(statistics.bytes)),
+        ("expired items", f"{statistics.expired_items} (purge-expired deletes them)"),
+    ])
+    if statistics.collections:
+        context.echo()
+        context.echo_table(["COLLECTION", "USERS", "ITEMS", "BYTES"], [
+            [name, c.users, c.items, c.bytes] for name, c in statistics.collections.items()])
+    return 0
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -1,0 +1,84 @@
+"""Run ``syncserver-admin`` in-process through ``main([...])`` against real databases."""
+
+import io
+import textwrap
+
+import pytest
+
+from syncserver import migrations, sqldb
+from syncserver.admin.cli import main
+from syncserver.auth.sql import SQLAuth
+from syncserver.storage.sql import SQLStorage
+from tests.support import cheap_password_hasher
+
+
+class Result:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+class TTYInput(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def run_admin(ini, *args, stdin="", tty=False):
+    """Run one command; returns its exit code and what it wrote."""
+    out, err = io.StringIO(), io.StringIO()
+    source = TTYInput(stdin) if tty else io.StringIO(stdin)
+    code = main(["-c", str(ini), *args], stdout=out, stderr=err, stdin=source)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def write_ini(path, sqluri, **extra):
+    lines = [f"storage.sqluri = {sqluri}"] + [f"{key} = {value}" for key, value in extra.items()]
+    path.write_text(textwrap.dedent("""\
+        [app:main]
+        use = egg:syncserver
+        """) + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def admin_url(request):
+    """SQLite and MariaDB, each upgraded to the newest schema."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    engine = sqldb.create_engine(url, pool_size=1)
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def admin_ini(tmp_path, admin_url):
+    return write_ini(tmp_path / "server.ini", admin_url, **{"storage.quota_size": "5120"})
+
+
+@pytest.fixture
+def backends(admin_url):
+    """The storage and auth backends on the same database, to arrange and inspect data."""
+    storage = SQLStorage(admin_url)
+    auth = SQLAuth(admin_url, password_hasher=cheap_password_hasher(),
+                   credentials_cache_seconds=0)
+    yield storage, auth
+    storage.close()
+    auth.close()
+
+
+@pytest.fixture(autouse=True)
+def _cheap_hashes(monkeypatch):
+    """The admin commands hash with argon2's real cost otherwise: the suite must stay fast."""
+    from syncserver.auth import sql
+
+    original = sql.SQLAuth.__init__
+
+    def patched(self, *args, **kwargs):
+        kwargs.setdefault("password_hasher", cheap_password_hasher())
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sql.SQLAuth, "__init__", patched)
