@@ -39,6 +39,10 @@ class StorageSettings:
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
     #: Every ``storage.*`` key as written (prefix stripped), for plugins' own keys.
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -60,6 +64,10 @@ class AuthSettings:
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
