@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, gunicorn" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -58,6 +58,11 @@ if ! port_open 5432; then
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   done
   wait_port 5432 || log "PostgreSQL did not come up"
+fi
+
+# Fault tests start a private mariadbd (which they kill and freeze) beside the shared one.
+if ! command -v mariadb-install-db >/dev/null || { ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; }; then
+  log "installing MariaDB server programs (private test server)"; apt_install mariadb-server || true
 fi
 
 # Redis: the tests start their own redis-server on a free port; they need the program.

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +160,64 @@ class MariaDBServer:
 def _program(name):
     """``name`` on PATH or in /usr/sbin (not on a normal user's PATH)."""
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+class GunicornServer:
+    """``gunicorn --paste <ini>``: a master and its worker processes, on a free port.
+
+    The master replaces a worker that dies, as in production, so a test can
+    SIGKILL a worker in the middle of a request and then talk to its
+    successor on the same port.
+    """
+
+    def __init__(self, ini, directory, workers=1, threads=8):
+        self.ini = Path(ini)
+        self.directory = Path(directory)
+        self.workers = workers
+        self.threads = threads
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    @staticmethod
+    def program():
+        candidate = Path(sys.executable).parent / "gunicorn"
+        return str(candidate) if candidate.exists() else shutil.which("gunicorn")
+
+    def start(self, timeout=30.0):
+        log = open(self.directory / "gunicorn.log", "ab")  # noqa: SIM115 (kept by Popen)
+        self.process = subprocess.Popen(
+            [self.program(), "--paste", str(self.ini), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--worker-class", "gthread",
+             "--threads", str(self.threads), "--timeout", "120", "--graceful-timeout", "2",
+             *self._no_control_socket()],
+            cwd=self.directory, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if not wait_for_port(self.port, timeout=timeout, process=self.process):
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start: {self.log()[-3000:]}")
+        return self
+
+    def _no_control_socket(self):
+        """gunicorn >= 23 opens a control socket at one shared path by default: not ours."""
+        import gunicorn
+
+        major = int(gunicorn.__version__.split(".")[0])
+        return ["--no-control-socket"] if major >= 23 else []
+
+    def worker_pids(self):
+        """The master's live children (its workers)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def log(self):
+        return (self.directory / "gunicorn.log").read_text(errors="replace")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
