@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -193,10 +194,23 @@ class GunicornServer:
              *self._no_control_socket()],
             cwd=self.directory, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        if not wait_for_port(self.port, timeout=timeout, process=self.process):
+        if not (wait_for_port(self.port, timeout=timeout, process=self.process)
+                and self._wait_for_heartbeat(timeout)):
             self.stop()
             raise RuntimeError(f"gunicorn did not start: {self.log()[-3000:]}")
         return self
+
+    def _wait_for_heartbeat(self, timeout):
+        """The port is the master's; the app answers once a worker has loaded it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "/__heartbeat__", timeout=5) as answer:
+                    if answer.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.1)
+        return False
 
     def _no_control_socket(self):
         """gunicorn >= 23 opens a control socket at one shared path by default: not ours."""
