@@ -16,11 +16,24 @@ from tests.support import app_settings
 
 
 @pytest.fixture
-def fault_app(private_mysql_url):
-    """A TestApp on a fresh database of the private MariaDB, with short timeouts."""
-    wsgi_app = make_app({}, **app_settings(private_mysql_url, **FAULT_SETTINGS))
-    yield webtest.TestApp(wsgi_app)
-    wsgi_app.close()
+def make_fault_app(private_mysql_url):
+    """Build TestApps on a fresh database of the private MariaDB, with short timeouts."""
+    built = []
+
+    def make(**overrides):
+        wsgi_app = make_app({}, **app_settings(private_mysql_url,
+                                               **dict(FAULT_SETTINGS, **overrides)))
+        built.append(wsgi_app)
+        return webtest.TestApp(wsgi_app)
+
+    yield make
+    for wsgi_app in built:
+        wsgi_app.close()
+
+
+@pytest.fixture
+def fault_app(make_fault_app):
+    return make_fault_app()
 
 
 @pytest.fixture

@@ -137,9 +137,10 @@ def test_pooled_connections_killed_between_requests_are_replaced(fault_app, admi
 
 
 def test_connection_killed_mid_request_fails_cleanly_and_the_next_succeeds(
-        fault_app, admin_engine):
+        make_fault_app, admin_engine, caplog):
     """KILL the app's connection while its write waits inside the transaction."""
-    app = fault_app
+    # A lock wait that cannot time out first: the KILL must be what ends it.
+    app = make_fault_app(**{"storage.query_timeout": "60"})
     dave = Account(app, "dave@example.com")
     acknowledged = store_acknowledged(app, dave)
     database = admin_engine.url.database
@@ -161,6 +162,7 @@ def test_connection_killed_mid_request_fails_cleanly_and_the_next_succeeds(
         blocker.exec_driver_sql("ROLLBACK")
 
     assert_unavailable(results[0])
+    assert "1205" not in caplog.text  # a lock wait timeout would not be the KILL
     app.put_json(f"{dave.root}/storage/bookmarks/next", {"payload": "next"},
                  headers=dave.headers)
     assert_still_stored(app, dave, dict(acknowledged, next="next"))
@@ -169,14 +171,14 @@ def test_connection_killed_mid_request_fails_cleanly_and_the_next_succeeds(
 
 
 def _wait_for_lock_waiter(admin_engine, database, timeout=30):
-    """Id of the connection waiting for a row lock on ``database``."""
+    """Id of the connection waiting to lock a user's row on ``database``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with admin_engine.connect() as connection:
             waiting = connection.exec_driver_sql(
-                "SELECT t.trx_mysql_thread_id FROM information_schema.innodb_trx t "
-                "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-                "WHERE t.trx_state = 'LOCK WAIT' AND p.db = %s", (database,)).scalars().all()
+                "SELECT id FROM information_schema.processlist WHERE db = %s "
+                "AND id <> CONNECTION_ID() AND info LIKE '%%FROM storage_users%%FOR UPDATE%%'",
+                (database,)).scalars().all()
         if waiting:
             return waiting[0]
         time.sleep(0.05)
