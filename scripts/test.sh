@@ -64,6 +64,11 @@ if ! port_open 5432; then
   wait_port 5432 || log "PostgreSQL did not come up"
 fi
 
+# Fault tests start a private mariadbd (which they kill and freeze) beside the shared one.
+if ! command -v mariadb-install-db >/dev/null || { ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; }; then
+  log "installing MariaDB server programs (private test server)"; apt_install mariadb-server || true
+fi
+
 # Redis: the tests start their own redis-server on a free port; they need the program.
 if ! command -v redis-server >/dev/null; then
   log "installing Redis"; apt_install redis-server || true

@@ -67,6 +67,10 @@ class StorageSettings:
     redis_retry_seconds: int = 10
     #: How long a user's cached answers live in Redis without being read or written.
     redis_cache_seconds: int = 86400
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
     #: Every ``storage.*`` key as written (prefix stripped), for plugins' own keys.
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -122,6 +126,10 @@ class AuthSettings:
     username_attribute: str = "uid"
     #: Space-separated object classes of new entries.
     new_user_object_classes: str = "inetOrgPerson"
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 

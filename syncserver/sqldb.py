@@ -7,8 +7,13 @@ authentication backends behave alike:
   transactions so that concurrent writers queue instead of failing on a lock
   upgrade. Reads run in autocommit (one statement, one snapshot). The folder
   of the database file is created on first start.
-- **MySQL/MariaDB** (mysqlclient): READ COMMITTED, utf8mb4, pre-ping.
-- **PostgreSQL** (psycopg 3): pre-ping.
+- **MySQL/MariaDB** (mysqlclient): READ COMMITTED, utf8mb4, pre-ping,
+  connect/read/write timeouts.
+- **PostgreSQL** (psycopg 3): pre-ping, connect timeout, statement timeout.
+
+Pre-ping means a pooled connection that died (server restarted, connection
+killed, ``wait_timeout``) is replaced at checkout instead of failing a
+request, so the server recovers by itself when the database comes back.
 
 Database failures that mean "the service is not there" (connection refused,
 lost, pool timeout) are translated into the caller's "unavailable" exception
@@ -26,8 +31,15 @@ from sqlalchemy import event, exc
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
-def create_engine(url, pool_size=10, pool_timeout=30, pool_recycle=3600):
-    """Build an engine for ``url`` with the per-database behaviour described above."""
+def create_engine(url, pool_size=10, pool_timeout=30, pool_recycle=3600,
+                  connect_timeout=10, query_timeout=30):
+    """Build an engine for ``url`` with the per-database behaviour described above.
+
+    ``connect_timeout`` and ``query_timeout`` (seconds, 0 = none) bound how long
+    a request can wait on a MySQL or PostgreSQL server that accepts TCP
+    connections but never answers (stopped, overloaded, cut off): past them
+    the request gets a 503 instead of hanging with a worker thread.
+    """
     parsed = sqlalchemy.engine.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -38,12 +50,54 @@ def create_engine(url, pool_size=10, pool_timeout=30, pool_recycle=3600):
         query = dict(parsed.query)
         query.setdefault("charset", "utf8mb4")
         parsed = parsed.set(query=query)
-        connect_args = {"connect_timeout": 10}
         return sqlalchemy.create_engine(
-            parsed, isolation_level="READ COMMITTED", connect_args=connect_args, **options)
+            parsed, isolation_level="READ COMMITTED",
+            connect_args=_mysql_timeouts(connect_timeout, query_timeout), **options)
     if backend == "postgresql":
-        return sqlalchemy.create_engine(parsed, connect_args={"connect_timeout": 10}, **options)
+        parsed, connect_args = _postgresql_timeouts(parsed, connect_timeout, query_timeout)
+        return sqlalchemy.create_engine(parsed, connect_args=connect_args, **options)
     return sqlalchemy.create_engine(parsed, **options)
+
+
+def _mysql_timeouts(connect_timeout, query_timeout):
+    """mysqlclient's socket timeouts: a silent server fails the call with error 2013."""
+    args = {}
+    if connect_timeout:
+        args["connect_timeout"] = connect_timeout
+    if query_timeout:
+        # Client side, so they also end waits on a server that stopped answering.
+        args["read_timeout"] = query_timeout
+        args["write_timeout"] = query_timeout
+        # A lock wait ends a second earlier on the server, with a clean error: the
+        # transaction is rolled back at once instead of holding its locks until
+        # the server notices that the client hung up.
+        lock_wait = max(1, query_timeout - 1)
+        args["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+    return args
+
+
+def _postgresql_timeouts(parsed, connect_timeout, query_timeout):
+    """libpq's connect timeout and keepalives, and the server's statement_timeout.
+
+    libpq has no read timeout: a server that is alive but stuck on a lock is
+    bounded by ``statement_timeout``; one whose host vanished, by keepalives
+    and ``tcp_user_timeout``. The statement timeout joins any ``options``
+    already in the URL (such as a search_path).
+    """
+    args = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3}
+    if connect_timeout:
+        args["connect_timeout"] = connect_timeout
+    if query_timeout:
+        args["tcp_user_timeout"] = query_timeout * 1000
+        query = dict(parsed.query)
+        existing = query.get("options") or ""
+        if isinstance(existing, tuple):
+            existing = " ".join(existing)
+        statement_timeout = f"-c statement_timeout={query_timeout * 1000}"
+        query["options"] = f"{existing} {statement_timeout}".strip()
+        parsed = parsed.set(query=query)
+    return parsed, args
 
 
 def _create_sqlite_engine(parsed, pool_size, pool_timeout):

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import sqlalchemy
 
-from tests.services import RedisServer
+from tests.services import MariaDBServer, RedisServer
 
 MYSQL_ADMIN_URL = os.environ.get(
     "SYNCSERVER_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
@@ -176,3 +176,39 @@ def smtp_server(_smtp_server):
         service_missing("SMTP test server (aiosmtpd)", _smtp_server)
     _smtp_server.messages.clear()
     return _smtp_server
+
+
+@pytest.fixture(scope="session")
+def private_mariadb(tmp_path_factory):
+    """A private MariaDB for the session that a test may kill, freeze or restart.
+
+    The machine's shared server on 3306 must never be disturbed (other tests
+    use it). A test may leave this one killed or paused: the next
+    ``private_mysql_url`` brings it back.
+    """
+    if not MariaDBServer.available():
+        service_missing("mariadbd", "mariadbd/mariadb-install-db are not installed")
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        service_missing("a private mariadbd", error)
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def private_mysql_url(private_mariadb):
+    """A fresh database on the private MariaDB (restarted first if a test left it down)."""
+    if private_mariadb.running:
+        private_mariadb.resume()
+    else:
+        private_mariadb.start()
+    name = "syncserver_fault_" + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(private_mariadb.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    admin.dispose()
+    return sqlalchemy.engine.make_url(private_mariadb.url).set(database=name).render_as_string(
+        hide_password=False)

@@ -5,10 +5,15 @@ machine's shared one; every other test uses them too, so state never leaks
 between helpers or runs.
 """
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 
 def free_port():
@@ -140,3 +145,166 @@ def self_signed_certificate(directory, host="127.0.0.1"):
          "-keyout", str(key), "-out", str(certificate)],
         check=True, capture_output=True)
     return certificate, key
+
+
+class MariaDBServer:
+    """A private ``mariadbd`` on a free port that fault tests may kill, freeze and restart.
+
+    The data folder and port survive :meth:`kill` and :meth:`start`, so a
+    restarted server has every committed row and answers the same URL, as
+    a production database coming back would. Root has no password and is
+    reached over TCP (``mysql_url``); InnoDB is sized small so that a fresh
+    server is up in about a second.
+    """
+
+    #: Small and durable: fsync on every commit, as a production server should.
+    SERVER_OPTIONS = (
+        "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M",
+        "--innodb-data-file-path=ibdata1:12M:autoextend", "--innodb-undo-tablespaces=0",
+        "--innodb-flush-log-at-trx-commit=1", "--skip-log-bin", "--skip-name-resolve",
+        "--max-connections=300", "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_bin",
+    )
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.datadir = self.directory / "data"
+        self.port = free_port()
+        self.process = None
+
+    @property
+    def url(self):
+        """SQLAlchemy URL of the server (no database selected)."""
+        return f"mysql+mysqldb://root@127.0.0.1:{self.port}/"
+
+    @staticmethod
+    def available():
+        return all(_program(name) for name in ("mariadbd", "mariadb-install-db"))
+
+    def install(self):
+        """Create the system tables (once per data folder)."""
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [_program("mariadb-install-db"), "--no-defaults", f"--datadir={self.datadir}",
+             "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root",
+             *self.SERVER_OPTIONS],
+            capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {result.stderr[-2000:]}")
+
+    def start(self, timeout=60.0):
+        if not (self.datadir / "mysql").is_dir():
+            self.install()
+        log = open(self.directory / "mariadbd.log", "ab")  # noqa: SIM115 (kept by Popen)
+        self.process = subprocess.Popen(
+            [_program("mariadbd"), "--no-defaults", f"--datadir={self.datadir}",
+             f"--socket={self.directory / 'mariadbd.sock'}", f"--port={self.port}",
+             "--bind-address=127.0.0.1", "--user=root",
+             f"--pid-file={self.directory / 'mariadbd.pid'}", *self.SERVER_OPTIONS],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if not wait_for_port(self.port, timeout=timeout, process=self.process):
+            self.kill()
+            raise RuntimeError(f"mariadbd did not start on port {self.port}; see "
+                               f"{self.directory / 'mariadbd.log'}")
+
+    def kill(self):
+        """SIGKILL: a crash, as when the machine or the container dies."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGCONT)  # a frozen server must die too
+                self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    stop = kill
+
+    def pause(self):
+        """SIGSTOP: the port still accepts TCP connections but nothing answers."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+
+def _program(name):
+    """``name`` on PATH or in /usr/sbin (not on a normal user's PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+class GunicornServer:
+    """``gunicorn --paste <ini>``: a master and its worker processes, on a free port.
+
+    The master replaces a worker that dies, as in production, so a test can
+    SIGKILL a worker in the middle of a request and then talk to its
+    successor on the same port.
+    """
+
+    def __init__(self, ini, directory, workers=1, threads=8):
+        self.ini = Path(ini)
+        self.directory = Path(directory)
+        self.workers = workers
+        self.threads = threads
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    @staticmethod
+    def program():
+        candidate = Path(sys.executable).parent / "gunicorn"
+        return str(candidate) if candidate.exists() else shutil.which("gunicorn")
+
+    def start(self, timeout=30.0):
+        log = open(self.directory / "gunicorn.log", "ab")  # noqa: SIM115 (kept by Popen)
+        self.process = subprocess.Popen(
+            [self.program(), "--paste", str(self.ini), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--worker-class", "gthread",
+             "--threads", str(self.threads), "--timeout", "120", "--graceful-timeout", "2",
+             *self._no_control_socket()],
+            cwd=self.directory, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if not (wait_for_port(self.port, timeout=timeout, process=self.process)
+                and self._wait_for_heartbeat(timeout)):
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start: {self.log()[-3000:]}")
+        return self
+
+    def _wait_for_heartbeat(self, timeout):
+        """The port is the master's; the app answers once a worker has loaded it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "/__heartbeat__", timeout=5) as answer:
+                    if answer.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def _no_control_socket(self):
+        """gunicorn >= 23 opens a control socket at one shared path by default: not ours."""
+        import gunicorn
+
+        major = int(gunicorn.__version__.split(".")[0])
+        return ["--no-control-socket"] if major >= 23 else []
+
+    def worker_pids(self):
+        """The master's live children (its workers)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def log(self):
+        return (self.directory / "gunicorn.log").read_text(errors="replace")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

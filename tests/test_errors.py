@@ -9,6 +9,7 @@ import pytest
 import webtest
 
 from syncserver.app import make_app
+from syncserver.storage import ConflictError
 from syncserver.storage.sql import SQLStorage
 from tests.support import app_settings, basic_auth, sync_username
 
@@ -23,6 +24,20 @@ class ExplodingStorage(SQLStorage):
 
     def get_collection_counts(self, user_id):
         raise RuntimeError("secret-internal-detail")
+
+
+class CollidingStorage(SQLStorage):
+    """A backend whose writes collide with a concurrent change it cannot order.
+
+    The bundled backend's collisions (a collection id taken twenty times in a
+    row by other processes) cannot be caused on demand, hence this plugin.
+    """
+
+    def set_items(self, *args, **kwargs):
+        raise ConflictError("the write collided with a concurrent change")
+
+    def delete_items(self, *args, **kwargs):
+        raise ConflictError("the write collided with a concurrent change")
 
 
 def closed_port():
@@ -104,3 +119,21 @@ def test_rejected_writes_change_nothing(app):
     app.post(root, json.dumps([{"id": "a", "payload": "new"}]),
              headers={**headers, "X-If-Unmodified-Since": "1"}, status=412)
     assert app.get(root + "?full=1", headers=headers).json == before
+
+
+def test_write_conflict_is_400_code_4_not_a_500(sqlite_url, caplog):
+    wsgi_app = make_app({}, **app_settings(
+        sqlite_url, **{"storage.backend": f"{__name__}.CollidingStorage"}))
+    app = webtest.TestApp(wsgi_app)
+    app.put_json(f"/user/1.0/{USERNAME}", {"email": EMAIL, "password": PASSWORD})
+    headers = basic_auth(USERNAME, PASSWORD)
+    root = f"/1.1/{USERNAME}/storage/bookmarks"
+    caplog.set_level(logging.WARNING, logger="syncserver")
+    for response in (
+            app.put(root + "/a", json.dumps({"payload": "x"}), headers=headers, status=400),
+            app.post(root, json.dumps([{"id": "a", "payload": "x"}]), headers=headers,
+                     status=400),
+            app.delete(root, headers=headers, status=400)):
+        assert response.json == 4
+    assert "collided" in caplog.text
+    wsgi_app.close()

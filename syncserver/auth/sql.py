@@ -121,6 +121,7 @@ class SQLAuth(AuthBackend):
     def __init__(self, sqluri, create_tables=False, allow_new_users=True,
                  credentials_cache_seconds=300, credentials_cache_secret=None,
                  pool_size=10, pool_timeout=30, pool_recycle=3600,
+                 connect_timeout=10, query_timeout=30,
                  password_hasher=None, credentials_cache=None, changes_poll_seconds=1.0):
         if not sqluri:
             raise ConfigError("auth.sqluri is required by the SQL authentication backend.")
@@ -141,7 +142,8 @@ class SQLAuth(AuthBackend):
         try:
             self._engine = sqldb.create_engine(
                 sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
-                pool_recycle=pool_recycle)
+                pool_recycle=pool_recycle, connect_timeout=connect_timeout,
+                query_timeout=query_timeout)
         except (exc.ArgumentError, ImportError) as error:
             raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
         if create_tables:
@@ -162,6 +164,8 @@ class SQLAuth(AuthBackend):
             pool_size=settings.pool_size,
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle,
+            connect_timeout=settings.connect_timeout,
+            query_timeout=settings.query_timeout,
         )
         if not settings.create_tables:
             try:

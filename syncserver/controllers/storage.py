@@ -7,6 +7,7 @@ protocol says (quota, then ``X-If-Unmodified-Since``, then the body).
 """
 
 import contextlib
+import logging
 
 from webob import Response, exc
 
@@ -24,7 +25,9 @@ from syncserver.protocol.wbo import (
     parse_wbo,
     payload_size,
 )
-from syncserver.storage import PreconditionFailed
+from syncserver.storage import ConflictError, PreconditionFailed
+
+logger = logging.getLogger("syncserver")
 
 #: Below this many KB left, writes tell the client with X-Weave-Quota-Remaining.
 QUOTA_WARNING_KB = 1024
@@ -170,7 +173,7 @@ class StorageController:
         return items, success, failed
 
     def _write(self, user_id, collection, items, now, since):
-        with _precondition_as_412(collection):
+        with _write_errors_as_http(collection):
             return self.storage.set_items(user_id, collection, items, now,
                                           if_unmodified_since=since)
 
@@ -181,7 +184,7 @@ class StorageController:
             raise exc.HTTPNotFound("Invalid collection name.")
         query = parse_item_query(query_parameters(request))
         since = _if_unmodified_since(request)
-        with _precondition_as_412(collection):
+        with _write_errors_as_http(collection):
             timestamp = self.storage.delete_items(
                 request.sync_user.user_id, collection, query, request.server_time, since)
         return _timestamp_response(timestamp or request.server_time)
@@ -190,7 +193,7 @@ class StorageController:
         since = _if_unmodified_since(request)
         timestamp = None
         if is_valid_collection(collection) and is_valid_item_id(item):
-            with _precondition_as_412(collection):
+            with _write_errors_as_http(collection):
                 timestamp = self.storage.delete_item(
                     request.sync_user.user_id, collection, item, request.server_time, since)
         return _timestamp_response(timestamp or request.server_time)
@@ -230,12 +233,20 @@ class StorageController:
 
 
 @contextlib.contextmanager
-def _precondition_as_412(collection):
-    """The backend's PreconditionFailed is the protocol's 412 (nothing was written)."""
+def _write_errors_as_http(collection):
+    """The backend's refusals of a write, as the protocol answers them (nothing was written).
+
+    PreconditionFailed is 412. ConflictError (the write collided with a
+    concurrent change the backend could not order) is 400 with code 4, as
+    the storage interface documents, and never a 500.
+    """
     try:
         yield
     except PreconditionFailed:
         raise exc.HTTPPreconditionFailed(collection) from None
+    except ConflictError as error:
+        logger.warning("write to %r refused: %s", collection, error)
+        raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED) from None
 
 
 def _if_unmodified_since(request):

@@ -101,10 +101,11 @@ class SQLStorage(StorageBackend):
     """Storage in a SQL database through SQLAlchemy Core. See the module docstring."""
 
     def __init__(self, sqluri, pool_size=10, pool_timeout=30, pool_recycle=3600,
-                 create_tables=False):
+                 create_tables=False, connect_timeout=10, query_timeout=30):
         self.sqluri = sqluri
-        self._engine = sqldb.create_engine(sqluri, pool_size=pool_size,
-                                           pool_timeout=pool_timeout, pool_recycle=pool_recycle)
+        self._engine = sqldb.create_engine(
+            sqluri, pool_size=pool_size, pool_timeout=pool_timeout, pool_recycle=pool_recycle,
+            connect_timeout=connect_timeout, query_timeout=query_timeout)
         dialect = self._engine.dialect.name
         self._lock_statement = (schema.LOCK_USER if dialect == "postgresql"
                                 else schema.LOCK_USER_WITH_STAMP)
@@ -123,7 +124,9 @@ class SQLStorage(StorageBackend):
         try:
             storage = cls(settings.sqluri, pool_size=settings.pool_size,
                           pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle,
-                          create_tables=settings.create_tables)
+                          create_tables=settings.create_tables,
+                          connect_timeout=settings.connect_timeout,
+                          query_timeout=settings.query_timeout)
         except (exc.ArgumentError, ImportError) as error:
             raise ConfigError(
                 f"storage.sqluri is not a usable database URL: {error}") from None
