@@ -81,12 +81,12 @@ class ResetCodeStore:
         """Build from :class:`syncserver.settings.ResetSettings`; check the table exists."""
         store = cls(settings.sqluri, settings.code_lifetime_seconds, settings.create_tables)
         if not settings.create_tables:
-            try:
-                migrations.check_schema(store._engine, "reset.create_tables")
-            except ConfigError:
-                store.close()
-                raise
+            migrations.require_schema(store, "reset.create_tables")
         return store
+
+    @property
+    def engine(self):
+        return self._engine
 
     def create_tables(self):
         migrations.ensure_schema(self._engine, AuthUnavailable)

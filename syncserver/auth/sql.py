@@ -168,11 +168,7 @@ class SQLAuth(AuthBackend):
             query_timeout=settings.query_timeout,
         )
         if not settings.create_tables:
-            try:
-                migrations.check_schema(backend.engine, "auth.create_tables")
-            except ConfigError:
-                backend.close()
-                raise
+            migrations.require_schema(backend, "auth.create_tables")
         return backend
 
     @property

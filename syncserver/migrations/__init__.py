@@ -153,6 +153,18 @@ def check_schema(engine, create_tables_key):
             fix)
 
 
+def require_schema(backend, create_tables_key):
+    """:func:`check_schema` of ``backend.engine`` for a backend built with create_tables off.
+
+    A backend that may not start is closed before the error propagates.
+    """
+    try:
+        check_schema(backend.engine, create_tables_key)
+    except ConfigError:
+        backend.close()
+        raise
+
+
 @contextlib.contextmanager
 def locked_transaction(engine):
     """A connection in a write transaction, holding the migration lock until after commit."""

@@ -116,11 +116,7 @@ class SQLNodes(NodeBackend):
                       pool_size=settings.pool_size, pool_timeout=settings.pool_timeout,
                       pool_recycle=settings.pool_recycle)
         if not settings.create_tables:
-            try:
-                migrations.check_schema(backend.engine, "nodes.create_tables")
-            except ConfigError:
-                backend.close()
-                raise
+            migrations.require_schema(backend, "nodes.create_tables")
         return backend
 
     @property

@@ -131,11 +131,7 @@ class SQLStorage(StorageBackend):
             raise ConfigError(
                 f"storage.sqluri is not a usable database URL: {error}") from None
         if not settings.create_tables:
-            try:
-                migrations.check_schema(storage.engine, "storage.create_tables")
-            except ConfigError:
-                storage.close()
-                raise
+            migrations.require_schema(storage, "storage.create_tables")
         return storage
 
     @property

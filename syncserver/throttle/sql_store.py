@@ -64,11 +64,7 @@ class SQLCounterStore(CounterStore):
                 "database; set throttle.redis_url to use Redis, or throttle.enabled = false.")
         store = cls(settings.sqluri, create_tables=settings.create_tables)
         if not settings.create_tables:
-            try:
-                migrations.check_schema(store.engine, "throttle.create_tables")
-            except ConfigError:
-                store.close()
-                raise
+            migrations.require_schema(store, "throttle.create_tables")
         return store
 
     @property
