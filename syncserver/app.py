@@ -6,14 +6,16 @@ backend interfaces. On a storage node (``nodes.this_node``), storage routes
 also pass :class:`~syncserver.nodes.guard.NodeGuard` (downed node, user
 assigned elsewhere). Everything a response needs on the way out
 (``X-Weave-Timestamp``, ``X-Weave-Backoff``, 503 for a backend that is down,
-500 with a crash id for a bug) is added here, once, for every route.
+500 with a crash id for a bug) is added here, once, for every route, and
+so are the request metrics when ``metrics.enabled`` is on.
 """
 
 import logging
+import time
 
 from webob import Request, exc
 
-from syncserver import proxies, routing
+from syncserver import metrics, proxies, routing
 from syncserver.accesslog import AccessLogMiddleware
 from syncserver.auth.basic import CLIENT_ADDRESS_KEY, authenticate_request
 from syncserver.auth.password_reset import NoThrottle, PasswordReset
@@ -24,7 +26,9 @@ from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
 from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dependency, Heartbeat
 from syncserver.mail import Mailer
+from syncserver.metrics.endpoint import MetricsEndpoint
 from syncserver.nodes.guard import NodeGuard
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
@@ -36,6 +40,11 @@ from syncserver.throttle.login import (
 )
 
 logger = logging.getLogger("syncserver")
+
+#: Where :meth:`SyncServerApp.handle` leaves the matched :class:`~syncserver.routing.Route`.
+ROUTE_KEY = "syncserver.route"
+#: The route label of requests that matched no route (404, 405).
+UNMATCHED = "unmatched"
 
 
 def make_app(global_conf=None, **settings):
@@ -84,6 +93,9 @@ class SyncServerApp:
     ``throttle.enabled`` is false) refuses repeated failed logins, and through
     :class:`~syncserver.throttle.login.GuessThrottle` repeated wrong reset
     codes and delete-account passwords.
+
+    With ``metrics.enabled``, ``metrics`` is the process's
+    :class:`~syncserver.metrics.prometheus.PrometheusRecorder` (None otherwise).
     """
 
     def __init__(self, settings, storage, auth, *, nodes=None, reset_codes=None, captcha=None,
@@ -102,9 +114,19 @@ class SyncServerApp:
         self.throttle = login_throttle
         self.reset_codes = reset_codes
         self.password_reset = None
+        mailer = Mailer(settings.smtp) if reset_codes is not None else None
         if reset_codes is not None:
-            self.password_reset = PasswordReset(auth, reset_codes, Mailer(settings.smtp),
+            self.password_reset = PasswordReset(auth, reset_codes, mailer,
                                                 _guesses(login_throttle, RESET_CODE))
+        self.heartbeat = Heartbeat(_dependencies(storage, auth, nodes, reset_codes, mailer,
+                                                 login_throttle))
+        self.metrics = self.metrics_endpoint = None
+        if settings.metrics.enabled:
+            from syncserver.metrics.prometheus import PrometheusRecorder
+
+            self.metrics = PrometheusRecorder()
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics)
+            metrics.install(self.metrics)
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),
@@ -113,10 +135,12 @@ class SyncServerApp:
                                    throttle=login_throttle),
             "pages": PagesController(auth, storage, settings, self.password_reset,
                                      _guesses(login_throttle, DELETE_ACCOUNT)),
-            "misc": MiscController(storage, auth, captcha=captcha),
+            "misc": MiscController(self.heartbeat, captcha=captcha),
         }
 
     def __call__(self, environ, start_response):
+        recorder = self.metrics
+        started = time.perf_counter() if recorder is not None else 0.0
         request = Request(environ)
         request.server_time = now_centiseconds()
         environ[CLIENT_ADDRESS_KEY] = proxies.client_address(
@@ -128,8 +152,17 @@ class SyncServerApp:
         except BackendUnavailable as error:
             response = crash_response(
                 request, 503, error, retry_after=self.settings.global_.retry_after)
+            if recorder is not None:
+                recorder.backend_unavailable(error.service)
+                recorder.crash(503)
         except Exception as error:
             response = crash_response(request, 500, error)
+            if recorder is not None:
+                recorder.crash(500)
+        if recorder is not None:
+            route = environ.get(ROUTE_KEY)
+            recorder.request(f"{route.controller}.{route.action}" if route else UNMATCHED,
+                             response.status_code, time.perf_counter() - started)
         backoff = getattr(request, "node_backoff", 0)
         if backoff and "X-Weave-Backoff" not in response.headers:
             response.headers["X-Weave-Backoff"] = str(backoff)
@@ -144,11 +177,14 @@ class SyncServerApp:
         except UnicodeDecodeError:
             raise exc.HTTPNotFound("The path is not valid UTF-8.") from None
         path = path.rstrip("/") or "/"
+        if self.metrics_endpoint is not None and path == self.metrics_endpoint.path:
+            return self.metrics_endpoint.serve(request)
         route, arguments = routing.match(self.mapper, request.method, path)
         if route is None:
             if arguments:
                 raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
             raise exc.HTTPNotFound()
+        request.environ[ROUTE_KEY] = route
         guarded = route.controller == "storage" and self.node_guard is not None
         if guarded:
             request.node_backoff = self.node_guard.admit(request)
@@ -162,11 +198,33 @@ class SyncServerApp:
 
     def close(self):
         """Release the backends' connections (tests and clean shutdowns)."""
+        if self.metrics is not None:
+            metrics.uninstall(self.metrics)
+        self.heartbeat.close()
         self.storage.close()
         self.auth.close()
         for optional in (self.nodes, self.reset_codes, self.captcha, self.throttle):
             if optional is not None:
                 optional.close()
+
+
+def _dependencies(storage, auth, nodes, reset_codes, mailer, login_throttle):
+    """What the heartbeat checks: every service configured (see :mod:`syncserver.health`)."""
+    dependencies = [Dependency("storage", storage.is_healthy)]
+    dependencies += [Dependency(name, check, critical=False)
+                     for name, check in storage.optional_dependencies().items()]
+    dependencies.append(Dependency("auth", auth.is_healthy))
+    if nodes is not None:
+        dependencies.append(Dependency("nodes", nodes.is_healthy))
+    if reset_codes is not None:
+        dependencies.append(Dependency("reset_codes", reset_codes.is_healthy, critical=False))
+    if mailer is not None:
+        dependencies.append(Dependency(
+            "smtp", lambda: mailer.is_healthy(timeout=HEARTBEAT_TIMEOUT_SECONDS),
+            critical=False, max_age=SMTP_CHECK_SECONDS))
+    if login_throttle is not None:
+        dependencies.append(Dependency("throttle", login_throttle.is_healthy, critical=False))
+    return dependencies
 
 
 def _guesses(login_throttle, scope):

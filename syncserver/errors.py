@@ -15,3 +15,6 @@ class ConfigError(Exception):
 
 class BackendUnavailable(Exception):
     """A backend's service (database, directory, cache) did not answer."""
+
+    #: Which service, for metrics and logs: each subclass names its own.
+    service = "backend"

@@ -19,6 +19,8 @@ from syncserver.errors import BackendUnavailable
 class MailUnavailable(BackendUnavailable):
     """The SMTP server could not be reached or refused the message (503)."""
 
+    service = "smtp"
+
 
 class Mailer:
     """Sends text mail as configured by :class:`syncserver.settings.SMTPSettings`."""
@@ -46,12 +48,26 @@ class Mailer:
                 f"cannot send mail through {self.settings.host}:{self.settings.port}: "
                 f"{type(error).__name__}: {error}") from error
 
-    def _connect(self):
+    def is_healthy(self, timeout=None):
+        """True when the server greets us, (upgrades to TLS,) and answers NOOP; never raises.
+
+        Sends no mail and does not log in (a failed login every minute would
+        look like an attack). ``timeout`` (seconds) caps ``smtp.timeout``.
+        """
+        try:
+            with self._connect(timeout) as connection:
+                code, _ = connection.noop()
+        except (OSError, smtplib.SMTPException):
+            return False
+        return code == 250
+
+    def _connect(self, timeout=None):
         settings = self.settings
+        timeout = min(timeout, settings.timeout) if timeout else settings.timeout
         if settings.ssl:
-            return smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+            return smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout,
                                     context=self._tls_context())
-        connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        connection = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
         if settings.starttls:
             try:
                 connection.starttls(context=self._tls_context())

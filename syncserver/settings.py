@@ -196,6 +196,24 @@ class LoggingSettings:
             key, value, ACCESS_LOG_FORMATS)})
 
 
+#: Who may read the metrics unless ``metrics.allowed_addresses`` says otherwise: this host.
+LOCAL_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    """``metrics.*``: the Prometheus metrics page (off by default; see docs/monitoring.rst)."""
+
+    enabled: bool = False
+    #: Where the page is served; anyone not allowed gets a 404 there.
+    path: str = "/__metrics__"
+    #: Client addresses or networks allowed to read the page (as trusted proxies report them).
+    allowed_addresses: tuple = dataclasses.field(
+        default=LOCAL_NETWORKS, metadata={"parse": lambda key, value: parse_networks(key, value)})
+    #: When set, readers must also send ``Authorization: Bearer <token>``.
+    token: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class SMTPSettings:
     """``smtp.*``: the mail server that carries password-reset links.
@@ -301,6 +319,7 @@ class Settings:
     captcha: CaptchaSettings
     throttle: ThrottleSettings
     logging: LoggingSettings
+    metrics: MetricsSettings
 
 
 _SECTIONS = {
@@ -314,6 +333,7 @@ _SECTIONS = {
     "captcha": CaptchaSettings,
     "throttle": ThrottleSettings,
     "logging": LoggingSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -371,9 +391,24 @@ def parse_settings(raw):
     throttle = _build("throttle", ThrottleSettings, grouped["throttle"], defaults={
         "sqluri": auth.sqluri, "create_tables": auth.create_tables})
     _check_throttle(throttle)
+    metrics = _check_metrics(_build("metrics", MetricsSettings, grouped["metrics"]))
     return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
                     smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
-                    logging=logging_)
+                    logging=logging_, metrics=metrics)
+
+
+def _check_metrics(metrics):
+    """A path no request can have, or a missing prometheus_client, stops start-up."""
+    if not metrics.path.startswith("/") or metrics.path.rstrip("/") == "":
+        raise ConfigError(f"metrics.path must be a path such as /__metrics__, "
+                          f"not {metrics.path!r}.")
+    if metrics.enabled:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError as error:
+            raise ConfigError(f"metrics.enabled = true needs prometheus_client: pip install "
+                              f"'syncserver[metrics]' ({error}).") from None
+    return metrics
 
 
 def _check_smtp(smtp):

@@ -24,6 +24,8 @@ class AuthError(Exception):
 class AuthUnavailable(AuthError, BackendUnavailable):
     """The database or directory behind the backend did not answer (503)."""
 
+    service = "auth"
+
 
 class RegistrationClosed(AuthUnavailable):
     """``auth.allow_new_users`` is false; new accounts are refused (503)."""

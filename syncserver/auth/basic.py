@@ -16,6 +16,7 @@ import logging
 
 from webob import exc
 
+from syncserver import metrics
 from syncserver.auth.usernames import extract_username
 
 security_log = logging.getLogger("syncserver.security")
@@ -35,28 +36,34 @@ def authenticate_request(request, backend, path_username=None, throttle=None):
             "this server: pass the Authorization header through (WSGIPassAuthorization On).")
     header = request.headers.get("Authorization")
     if not header:
-        _refuse(request, path_username, "no Authorization header")
+        _refuse(request, path_username, "no Authorization header", "no_credentials")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic":
-        _refuse(request, path_username, "unknown authorization scheme", challenge=False)
+        _refuse(request, path_username, "unknown authorization scheme", "bad_header",
+                challenge=False)
     try:
         decoded = base64.b64decode(token.strip(), validate=True)
     except (binascii.Error, ValueError):
-        _refuse(request, path_username, "badly encoded Authorization header", challenge=False)
+        _refuse(request, path_username, "badly encoded Authorization header", "bad_header",
+                challenge=False)
     raw_username, colon, raw_password = decoded.partition(b":")
     if not colon:
-        _refuse(request, path_username, "badly encoded Authorization header", challenge=False)
+        _refuse(request, path_username, "badly encoded Authorization header", "bad_header",
+                challenge=False)
     try:
         header_username = raw_username.decode("utf-8")
         password = raw_password.decode("utf-8")
     except UnicodeDecodeError:
-        _refuse(request, path_username, "username or password is not UTF-8", challenge=False)
+        _refuse(request, path_username, "username or password is not UTF-8", "bad_header",
+                challenge=False)
     if path_username is not None and header_username != path_username:
-        _refuse(request, path_username, "username does not match the URL", challenge=False)
+        _refuse(request, path_username, "username does not match the URL", "username_mismatch",
+                challenge=False)
     try:
         username = extract_username(header_username)
     except (UnicodeError, ValueError):
         _log(request, path_username, "invalid characters in username")
+        metrics.recorder.auth_failure("invalid_username")
         raise exc.HTTPBadRequest("Invalid characters specified in username") from None
     address = client_address(request)
     if throttle is not None:
@@ -70,7 +77,7 @@ def authenticate_request(request, backend, path_username=None, throttle=None):
     if user is None:
         if throttle is not None:
             throttle.failed(username, address)
-        _refuse(request, username, "authentication failed", challenge=False)
+        _refuse(request, username, "authentication failed", "wrong_password", challenge=False)
     if throttle is not None:
         throttle.succeeded(username, address)
     request.sync_user = user
@@ -80,8 +87,9 @@ def authenticate_request(request, backend, path_username=None, throttle=None):
     return user
 
 
-def _refuse(request, username, reason, challenge=True):
+def _refuse(request, username, reason, metric_reason, challenge=True):
     _log(request, username, reason)
+    metrics.recorder.auth_failure(metric_reason)
     error = exc.HTTPUnauthorized()
     if challenge:
         error.headers["WWW-Authenticate"] = REALM

@@ -94,6 +94,16 @@ class ResetCodeStore:
     def close(self):
         self._engine.dispose()
 
+    def is_healthy(self):
+        """True when the ``reset_codes`` table can be read (the heartbeat's check)."""
+        try:
+            with sqldb.translate_errors(AuthUnavailable):
+                with sqldb.read_connection(self._engine) as connection:
+                    connection.execute(select(reset_codes.c.userid).limit(1)).first()
+        except AuthUnavailable:
+            return False
+        return True
+
     def issue(self, user_id):
         """Store a fresh code for ``user_id`` (replacing any older one) and return it."""
         code = "-".join("".join(secrets.choice(CODE_ALPHABET) for _ in range(4))

@@ -18,6 +18,8 @@ from syncserver.errors import BackendUnavailable
 class CaptchaUnavailable(BackendUnavailable):
     """The captcha provider did not answer, or answered nonsense (503)."""
 
+    service = "captcha"
+
 
 class CaptchaBackend(abc.ABC):
     """What a captcha backend must provide.

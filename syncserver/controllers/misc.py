@@ -6,24 +6,18 @@ from webob import Response, exc
 
 
 class MiscController:
-    """``/__heartbeat__`` (200 when every backend answers a real query, else 503) and
-    ``/misc/1.0/captcha_html``."""
+    """``/__heartbeat__`` (see :mod:`syncserver.health`) and ``/misc/1.0/captcha_html``."""
 
-    def __init__(self, storage, auth, captcha=None):
-        self.checks = {"storage": storage.is_healthy, "auth": auth.is_healthy}
+    def __init__(self, heartbeat, captcha=None):
+        self.heartbeat_checks = heartbeat
         self.captcha = captcha
 
     def heartbeat(self, request):
-        report = {}
-        for name, check in self.checks.items():
-            try:
-                report[name] = "ok" if check() else "unavailable"
-            except Exception:
-                report[name] = "unavailable"
-        healthy = all(state == "ok" for state in report.values())
-        report["status"] = "ok" if healthy else "unavailable"
-        return Response(json.dumps(report).encode("ascii"), status=200 if healthy else 503,
-                        content_type="application/json", charset=None)
+        """200 with ``ok`` or ``degraded``, 503 when a service needed for syncs is down."""
+        status, report = self.heartbeat_checks.report()
+        return Response(json.dumps(report).encode("ascii"), status=status,
+                        content_type="application/json", charset=None,
+                        cache_control="no-store")
 
     def captcha_html(self, request):
         """The captcha widget page (reference §3.12); 404 when no captcha is configured."""

@@ -31,6 +31,8 @@ class NodeError(Exception):
 class NodesUnavailable(NodeError, BackendUnavailable):
     """The database behind the node list did not answer (503)."""
 
+    service = "nodes"
+
 
 class NodeExists(NodeError):
     """A node with that URL is already in the list."""
@@ -73,6 +75,17 @@ class NodeBackend(abc.ABC):
     @abc.abstractmethod
     def from_settings(cls, settings):
         """Build the backend from a :class:`syncserver.settings.NodeSettings`."""
+
+    def is_healthy(self):
+        """True when the node list can be read (the heartbeat's check); never raises.
+
+        The default reads the whole list; a backend may do something cheaper.
+        """
+        try:
+            self.list_nodes()
+        except NodesUnavailable:
+            return False
+        return True
 
     @abc.abstractmethod
     def list_nodes(self):

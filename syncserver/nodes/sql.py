@@ -130,6 +130,14 @@ class SQLNodes(NodeBackend):
     def close(self):
         self._engine.dispose()
 
+    def is_healthy(self):
+        try:
+            with self._reading() as connection:
+                connection.execute(select(nodes.c.id).limit(1)).first()
+        except NodesUnavailable:
+            return False
+        return True
+
     # --- the node list ------------------------------------------------------
 
     def list_nodes(self):

@@ -50,6 +50,8 @@ class StorageUnavailable(StorageError, BackendUnavailable):
     The application answers 503 with ``Retry-After``.
     """
 
+    service = "storage"
+
 
 class PreconditionFailed(StorageError):
     """``if_unmodified_since`` was older than the collection's timestamp.
@@ -203,6 +205,15 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def is_healthy(self):
         """Run a trivial real query; return True, or False when the service is down."""
+
+    def optional_dependencies(self):
+        """``{name: check}`` of services this backend uses but can serve without (a cache).
+
+        Each ``check()`` returns True when its service answers. The heartbeat
+        reports them, and one that is down makes it "degraded", not 503. The
+        default: none.
+        """
+        return {}
 
     @abc.abstractmethod
     def get_collection_timestamps(self, user_id):

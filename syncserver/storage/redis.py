@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from syncserver import metrics
 from syncserver.errors import ConfigError
 from syncserver.storage import ItemQuery, StorageBackend
 from syncserver.storage.redis_scripts import CacheScripts
@@ -136,6 +137,16 @@ class RedisCachedStorage(StorageBackend):
         # Redis down is not an outage: every answer still comes from the database.
         return self.wrapped.is_healthy()
 
+    def optional_dependencies(self):
+        return {"storage_cache": self._redis_answers, **self.wrapped.optional_dependencies()}
+
+    def _redis_answers(self):
+        """True when Redis answers a PING (whatever the pause after a failure says)."""
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False
+
     # -- cached reads ---------------------------------------------------------
 
     def get_collection_timestamps(self, user_id):
@@ -182,17 +193,22 @@ class RedisCachedStorage(StorageBackend):
         arguments after ``user_id`` of ``get_next_expiry`` that bound the answer.
         """
         if expiry is not None and not self._expiry_known:
+            metrics.recorder.cache_miss(field)
             return read()
         snapshot = self._redis("read", user_id, self._cache_ms, field)
         if snapshot is _UNAVAILABLE:
+            metrics.recorder.cache_miss(field)
             return read()
         namespace, generation, writes_in_progress, cached = snapshot
         if int(writes_in_progress):
+            metrics.recorder.cache_miss(field)
             return read()
         if cached is not None:
             horizon, value = json.loads(cached)
             if horizon is None or time.time() < horizon:
+                metrics.recorder.cache_hit(field)
                 return value
+        metrics.recorder.cache_miss(field)
         horizon = None
         if expiry is not None:
             # Before the read: an item expiring in between must bound the answer.
@@ -308,6 +324,7 @@ class RedisCachedStorage(StorageBackend):
 
     def _failed(self, error):
         """Stop using Redis for a while; warn once per interval."""
+        metrics.recorder.backend_unavailable("storage_cache")
         now = time.monotonic()
         with self._lock:
             self._down_until = now + self._retry_seconds

@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 
+from syncserver import metrics
 from syncserver.errors import BackendUnavailable
 
 security_log = logging.getLogger("syncserver.security")
@@ -47,6 +48,8 @@ MAX_CACHED_KEYS = 10_000
 
 class ThrottleStoreUnavailable(BackendUnavailable):
     """The counter store (Redis, the database) did not answer."""
+
+    service = "throttle"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,14 @@ class CounterStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key):
         """Forget ``key``."""
+
+    def is_healthy(self):
+        """True when the store answers a read (the heartbeat's check); never raises."""
+        try:
+            self.read(["heartbeat:probe"], int(time.time()))
+        except ThrottleStoreUnavailable:
+            return False
+        return True
 
     def close(self):
         """Release connections."""
@@ -207,6 +218,7 @@ class Throttle:
         try:
             return method(*arguments)
         except ThrottleStoreUnavailable as error:
+            metrics.recorder.backend_unavailable("throttle")
             self._store_down_until = now + STORE_RETRY_SECONDS
             if self._warned_at is None or now - self._warned_at >= 60:
                 self._warned_at = now

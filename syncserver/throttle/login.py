@@ -34,6 +34,7 @@ logged on ``syncserver.security`` with the username and address.
 import logging
 import math
 
+from syncserver import metrics
 from syncserver.errors import ConfigError
 from syncserver.throttle import Policy, Throttle
 
@@ -44,6 +45,10 @@ PAIR, ADDRESS, ACCOUNT, TRUSTED = "login-pair", "login-address", "login-account"
 RESET_CODE = "reset-code"
 #: Passwords typed into the delete-account page: counted like logins.
 DELETE_ACCOUNT = "delete-account"
+
+#: Why a login is refused, as the security log says it, by scope.
+_REASONS = {PAIR: "account and address", ADDRESS: "address", ACCOUNT: "account"}
+_SCOPES = {reason: scope for scope, reason in _REASONS.items()}
 
 #: A trusted pair is rewritten at most this often per process (its lifetime is much longer).
 TRUST_REFRESH_SECONDS = 3600
@@ -84,10 +89,11 @@ class LoginThrottle:
         pair = _pair(username, address)
         counters = throttle.counters(
             [(PAIR, pair), (ADDRESS, address), (ACCOUNT, username), (TRUSTED, pair)])
-        waits = [(throttle.wait(PAIR, counters.get((PAIR, pair))), "account and address"),
-                 (throttle.wait(ADDRESS, counters.get((ADDRESS, address))), "address")]
+        waits = [(throttle.wait(PAIR, counters.get((PAIR, pair))), _REASONS[PAIR]),
+                 (throttle.wait(ADDRESS, counters.get((ADDRESS, address))), _REASONS[ADDRESS])]
         if (TRUSTED, pair) not in counters:
-            waits.append((throttle.wait(ACCOUNT, counters.get((ACCOUNT, username))), "account"))
+            waits.append((throttle.wait(ACCOUNT, counters.get((ACCOUNT, username))),
+                          _REASONS[ACCOUNT]))
         seconds, reason = max(waits, key=lambda item: item[0])
         if seconds <= 0:
             return 0, None
@@ -95,6 +101,7 @@ class LoginThrottle:
 
     def refused(self, username, address, seconds, reason):
         """Log a refusal as a security event (never with the password)."""
+        metrics.recorder.throttle_refusal(_SCOPES.get(reason, "login"))
         security_log.warning(
             "LoginThrottled: user %r from %s refused for %d s (too many failures per %s)",
             username, address, seconds, reason)
@@ -117,6 +124,10 @@ class LoginThrottle:
         if trusted is None or now - trusted.updated_at >= TRUST_REFRESH_SECONDS:
             # Counted like a failure, but in a scope whose only meaning is "it exists".
             throttle.record_failure(TRUSTED, pair, lifetime=self.trusted_seconds)
+
+    def is_healthy(self):
+        """True when the counter store answers (the heartbeat's question)."""
+        return self.throttle.store.is_healthy()
 
     def close(self):
         self.throttle.close()
@@ -167,6 +178,7 @@ class GuessThrottle:
     def check(self, key):
         seconds = self.throttle.check(self.scope, key)
         if seconds > 0:
+            metrics.recorder.throttle_refusal(self.scope)
             security_log.warning("GuessThrottled: %r refused for %d s", key, math.ceil(seconds))
             return False
         return True
