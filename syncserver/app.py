@@ -33,6 +33,7 @@ from syncserver.throttle.login import (
     RESET_CODE,
     GuessThrottle,
     LoginThrottle,
+    ResetMailLimit,
 )
 
 logger = logging.getLogger("syncserver")
@@ -103,8 +104,9 @@ class SyncServerApp:
         self.reset_codes = reset_codes
         self.password_reset = None
         if reset_codes is not None:
-            self.password_reset = PasswordReset(auth, reset_codes, Mailer(settings.smtp),
-                                                _guesses(login_throttle, RESET_CODE))
+            self.password_reset = PasswordReset(
+                auth, reset_codes, Mailer(settings.smtp), _guesses(login_throttle, RESET_CODE),
+                ResetMailLimit(login_throttle.throttle) if login_throttle else None)
         self.mapper = routing.build_mapper()
         self.controllers = {
             "storage": StorageController(storage, settings.storage),

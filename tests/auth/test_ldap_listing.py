@@ -144,3 +144,27 @@ def test_admin_user_list_and_stats_on_a_directory(ldap_directory, people, sqlite
     stats = run_admin(ini, "stats", "--json")
     assert stats.code == 0, stats
     assert json.loads(stats.out)["accounts"] == len(NAMES)
+
+
+def test_admin_user_delete_on_a_read_only_directory_keeps_the_data(
+        ldap_directory, people, sqlite_url, tmp_path):
+    from syncserver.protocol.timestamps import now_centiseconds
+    from syncserver.storage import ItemWrite
+    from syncserver.storage.sql import SQLStorage
+
+    engine = sqldb.create_engine(sqlite_url, pool_size=1)
+    migrations.upgrade(engine)
+    engine.dispose()
+    extra = settings_for(ldap_directory, people, sqlite_url)
+    del extra["storage.sqluri"]
+    ini = write_ini(tmp_path / "ldap.ini", sqlite_url, **extra)
+    user_id = json.loads(run_admin(ini, "user", "list", "--json").out)[0]["user_id"]
+    storage = SQLStorage(sqlite_url)
+    try:
+        storage.set_items(user_id, "bookmarks", [ItemWrite("a", payload="kept")],
+                          now_centiseconds())
+        result = run_admin(ini, "user", "delete", "amy", "--yes")
+        assert result.code == 1 and "cannot change" in result.err
+        assert storage.get_item(user_id, "bookmarks", "a")["payload"] == "kept"
+    finally:
+        storage.close()
