@@ -171,6 +171,23 @@ class LDAPAuth(DirectoryListing, AuthBackend):
             return False
         return self.id_map is None or self.id_map.is_healthy()
 
+    def check_search_base(self):
+        """Bind as the service account and read ``auth.users_base_dn`` (``syncserver-admin
+        check``); raise :class:`AuthUnavailable` with the reason when either fails."""
+        try:
+            with directory_errors("reading auth.users_base_dn"):
+                self.pool.run(lambda connection: connection.search_ext_s(
+                    self.users_base_dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"],
+                    timeout=self.timeout))
+        except ldap.NO_SUCH_OBJECT:
+            raise AuthUnavailable(f"auth.users_base_dn {self.users_base_dn!r} does not exist "
+                                  "or the service account cannot see it") from None
+        except ldap.INVALID_CREDENTIALS:
+            raise AuthUnavailable("the directory refused the service account "
+                                  "(check auth.bind_dn and auth.bind_password)") from None
+        except ldap.LDAPError as error:
+            raise AuthUnavailable(f"searching auth.users_base_dn: {describe(error)}") from None
+
     def get_user(self, username):
         if not is_valid_username(username):
             return None
