@@ -37,6 +37,7 @@ from syncserver.throttle.login import (
     RESET_CODE,
     GuessThrottle,
     LoginThrottle,
+    ResetMailLimit,
 )
 
 logger = logging.getLogger("syncserver")
@@ -116,8 +117,9 @@ class SyncServerApp:
         self.password_reset = None
         mailer = Mailer(settings.smtp) if reset_codes is not None else None
         if reset_codes is not None:
-            self.password_reset = PasswordReset(auth, reset_codes, mailer,
-                                                _guesses(login_throttle, RESET_CODE))
+            self.password_reset = PasswordReset(
+                auth, reset_codes, mailer, _guesses(login_throttle, RESET_CODE),
+                ResetMailLimit(login_throttle.throttle) if login_throttle else None)
         self.heartbeat = Heartbeat(_dependencies(storage, auth, nodes, reset_codes, mailer,
                                                  login_throttle))
         self.metrics = self.metrics_endpoint = None

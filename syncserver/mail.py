@@ -61,6 +61,21 @@ class Mailer:
             return False
         return code == 250
 
+    def check(self):
+        """Connect, greet (EHLO), STARTTLS and log in as configured, then QUIT: no mail.
+
+        Raises :class:`MailUnavailable` with the reason, as :meth:`send` would.
+        """
+        try:
+            with self._connect() as connection:
+                connection.ehlo_or_helo_if_needed()
+                if self.settings.user:
+                    connection.login(self.settings.user, self.settings.password)
+        except (OSError, smtplib.SMTPException) as error:
+            raise MailUnavailable(
+                f"{self.settings.host}:{self.settings.port}: {type(error).__name__}: {error}"
+            ) from error
+
     def _connect(self, timeout=None):
         settings = self.settings
         timeout = min(timeout, settings.timeout) if timeout else settings.timeout

@@ -301,6 +301,10 @@ class ThrottleSettings:
     trusted_seconds: int = 30 * 24 * 3600
     #: Wrong password-reset codes for one account before a lockout.
     reset_code_max_failures: int = 5
+    #: Reset-link mails to one account: at most one per this many seconds...
+    reset_mail_interval_seconds: int = 60
+    #: ... and at most this many per hour.
+    reset_mail_max_per_hour: int = 5
     #: How long a process trusts its copy of a counter before reading the store again.
     cache_seconds: int = 2
 
@@ -454,9 +458,12 @@ def _check_throttle(throttle):
             raise ConfigError(f"throttle.{key} ({getattr(throttle, key)}) must not exceed "
                               f"throttle.window_seconds ({throttle.window_seconds}).")
     for key in ("max_failures", "address_max_failures", "account_max_failures",
-                "reset_code_max_failures", "window_seconds", "trusted_seconds"):
+                "reset_code_max_failures", "reset_mail_max_per_hour", "window_seconds",
+                "trusted_seconds"):
         if getattr(throttle, key) < 1:
             raise ConfigError(f"throttle.{key} must be at least 1.")
+    if throttle.reset_mail_interval_seconds < 0:
+        raise ConfigError("throttle.reset_mail_interval_seconds must not be negative.")
 
 
 def expand_environment(key, value):

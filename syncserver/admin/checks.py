@@ -7,6 +7,7 @@ still run (all but the configuration check, which they all need).
 """
 
 import dataclasses
+import time
 
 from syncserver import migrations, sqldb
 from syncserver.admin.context import redact_url
@@ -79,8 +80,86 @@ def check_schema(context):
     return CheckResult("schema", True, f"at {head}: {', '.join(fine)}")
 
 
-#: Run in this order; the lead adds cache, directory and SMTP checks here.
-CHECKS = (check_configuration, check_storage, check_auth, check_schema)
+def check_cache(context):
+    """The Redis cache in front of the storage (``storage.backend = redis``) answers PING."""
+    from syncserver.storage.redis import RedisCachedStorage
+
+    storage_settings = context.settings.storage
+    if not issubclass(storage_settings.backend, RedisCachedStorage):
+        return None
+    import redis
+
+    where = redact_url(storage_settings.redis_url)
+    try:
+        context.storage.client.ping()
+    except redis.RedisError as error:
+        # The server still answers from the database, but without its cache.
+        return CheckResult("cache", False, f"{where}: {type(error).__name__}: {error}")
+    return CheckResult("cache", True, f"Redis answers ({where})")
+
+
+def check_directory(context):
+    """The LDAP service account binds and sees ``auth.users_base_dn``."""
+    from syncserver.auth.ldap import LDAPAuth
+
+    if not issubclass(context.settings.auth.backend, LDAPAuth):
+        return None
+    auth = context.auth
+    auth.check_search_base()
+    mode = "read-write" if auth.manages_accounts else "read-only"
+    return CheckResult("directory", True,
+                       f"{auth.connector.uri}: {auth.users_base_dn} readable ({mode})")
+
+
+def check_smtp(context):
+    """The SMTP server greets, and STARTTLS/login work as configured; no mail is sent."""
+    smtp = context.settings.smtp
+    if not smtp.host:
+        return None
+    from syncserver.mail import Mailer, MailUnavailable
+
+    steps = ["EHLO"] + (["STARTTLS"] if smtp.starttls and not smtp.ssl else []) + (
+        ["login"] if smtp.user else [])
+    try:
+        Mailer(smtp).check()
+    except MailUnavailable as error:
+        return CheckResult("smtp", False, str(error))
+    return CheckResult("smtp", True, f"{smtp.host}:{smtp.port}: {', '.join(steps)} ok")
+
+
+def check_nodes(context):
+    """The node list (``nodes.*``) can be read, when this server uses one."""
+    nodes = context.settings.nodes
+    if not nodes.in_use:
+        return None
+    listed = context.nodes.list_nodes()
+    return CheckResult("nodes", True, f"{len(listed)} node(s){_where(nodes.sqluri)}")
+
+
+def check_throttle(context):
+    """The failed-login counters (Redis or the ``login_failures`` table) can be read."""
+    throttle = context.settings.throttle
+    if not throttle.enabled:
+        return None
+    if throttle.redis_url:
+        from syncserver.throttle.redis_store import RedisCounterStore
+
+        store, where = RedisCounterStore.from_url(throttle.redis_url), throttle.redis_url
+    else:
+        from syncserver.throttle.sql_store import SQLCounterStore
+
+        store, where = SQLCounterStore.from_settings(
+            dataclasses.replace(throttle, create_tables=False)), throttle.sqluri
+    try:
+        store.read(["syncserver-admin-check"], int(time.time()))
+    finally:
+        store.close()
+    return CheckResult("throttle", True, f"counters readable ({redact_url(where)})")
+
+
+#: Run in this order.
+CHECKS = (check_configuration, check_storage, check_auth, check_schema, check_cache,
+          check_directory, check_smtp, check_nodes, check_throttle)
 
 
 def run_checks(context, args):

@@ -179,6 +179,10 @@ def set_enabled(context, args):
 
 def delete_user(context, args):
     user = _existing_user(context, args.username)
+    if not context.auth.manages_accounts:
+        # Checked first: deleting the data of an account that stays would lose it for nothing.
+        raise AdminError(f"{user.username} is in a directory this server cannot change: "
+                         "delete it there (its stored data is kept).")
     if not args.yes:
         if not context.is_interactive():
             raise AdminError("deleting needs --yes when standard input is not a terminal.")

@@ -64,6 +64,7 @@ from syncserver.auth.ldap_connections import (
     directory_errors,
 )
 from syncserver.auth.ldap_ids import DirectoryIdMap
+from syncserver.auth.ldap_listing import DirectoryListing, first_value
 from syncserver.auth.usernames import is_valid_username
 from syncserver.errors import ConfigError
 
@@ -80,7 +81,7 @@ _REFUSED_BINDS = (ldap.INVALID_CREDENTIALS, ldap.UNWILLING_TO_PERFORM,
                   ldap.INAPPROPRIATE_AUTH, ldap.INVALID_DN_SYNTAX, ldap.NO_SUCH_OBJECT)
 
 
-class LDAPAuth(AuthBackend):
+class LDAPAuth(DirectoryListing, AuthBackend):
     """Accounts in an LDAP directory; see the module docstring. Thread-safe."""
 
     #: The ``auth.ldap*``, ``auth.bind_*``... keys are accepted with this backend only.
@@ -115,7 +116,9 @@ class LDAPAuth(AuthBackend):
                                    size=pool_size, lifetime=pool_lifetime)
         #: Bumped whenever credentials are forgotten: a check that overlapped it is not cached.
         self._forget_generation = 0
+        self._root_dse_features = None
         self._password_modify_supported = None
+        self._paged_results_supported = None
         self._capability_lock = threading.Lock()
         self.attributes = [mail_attribute] + ([uid_number_attribute]
                                               if uid_number_attribute else [])
@@ -168,6 +171,23 @@ class LDAPAuth(AuthBackend):
             return False
         return self.id_map is None or self.id_map.is_healthy()
 
+    def check_search_base(self):
+        """Bind as the service account and read ``auth.users_base_dn`` (``syncserver-admin
+        check``); raise :class:`AuthUnavailable` with the reason when either fails."""
+        try:
+            with directory_errors("reading auth.users_base_dn"):
+                self.pool.run(lambda connection: connection.search_ext_s(
+                    self.users_base_dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"],
+                    timeout=self.timeout))
+        except ldap.NO_SUCH_OBJECT:
+            raise AuthUnavailable(f"auth.users_base_dn {self.users_base_dn!r} does not exist "
+                                  "or the service account cannot see it") from None
+        except ldap.INVALID_CREDENTIALS:
+            raise AuthUnavailable("the directory refused the service account "
+                                  "(check auth.bind_dn and auth.bind_password)") from None
+        except ldap.LDAPError as error:
+            raise AuthUnavailable(f"searching auth.users_base_dn: {describe(error)}") from None
+
     def get_user(self, username):
         if not is_valid_username(username):
             return None
@@ -178,7 +198,7 @@ class LDAPAuth(AuthBackend):
         user_id = self._user_id(username, dn, attributes)
         if user_id is None:
             return None
-        return User(user_id=user_id, username=username, email=_first(attributes,
+        return User(user_id=user_id, username=username, email=first_value(attributes,
                     self.mail_attribute), enabled=self._is_enabled(dn))
 
     def authenticate(self, username, password):
@@ -199,7 +219,7 @@ class LDAPAuth(AuthBackend):
         if user_id is None:
             return None
         user = User(user_id=user_id, username=username,
-                    email=_first(attributes, self.mail_attribute), enabled=True)
+                    email=first_value(attributes, self.mail_attribute), enabled=True)
         if generation == self._forget_generation:
             cache.remember(username, password, user)
         return user
@@ -263,7 +283,7 @@ class LDAPAuth(AuthBackend):
 
     def _user_id(self, username, dn, attributes):
         if self.uid_number_attribute:
-            value = _first(attributes, self.uid_number_attribute)
+            value = first_value(attributes, self.uid_number_attribute)
             try:
                 number = int(value)
             except (TypeError, ValueError):
@@ -397,35 +417,34 @@ class LDAPAuth(AuthBackend):
         self.credentials_cache.forget_user(username)
 
     def _supports_password_modify(self):
-        """Whether the directory hashes passwords itself (RFC 3062), read once from its root DSE."""
+        """Whether the directory hashes passwords itself (RFC 3062)."""
         if self._password_modify_supported is None:
+            self._password_modify_supported = PASSWORD_MODIFY_OID in self._features()
+        return self._password_modify_supported
+
+    def _features(self):
+        """The extensions and controls of the directory's root DSE, read once."""
+        if self._root_dse_features is None:
             def read_root_dse(connection):
-                return connection.search_ext_s("", ldap.SCOPE_BASE, "(objectClass=*)",
-                                               ["supportedExtension"], timeout=self.timeout)
+                return connection.search_ext_s(
+                    "", ldap.SCOPE_BASE, "(objectClass=*)",
+                    ["supportedExtension", "supportedControl"], timeout=self.timeout)
             with self._capability_lock:
                 with directory_errors("reading the directory's capabilities"):
                     results = self.pool.run(read_root_dse)
-                extensions = set()
+                features = set()
                 for _, attributes in results:
-                    extensions.update(value.decode("ascii", "replace")
-                                      for value in attributes.get("supportedExtension", ()))
-                self._password_modify_supported = PASSWORD_MODIFY_OID in extensions
-        return self._password_modify_supported
-
+                    for name in ("supportedExtension", "supportedControl"):
+                        features.update(value.decode("ascii", "replace")
+                                        for value in attributes.get(name, ()))
+                self._root_dse_features = frozenset(features)
+        return self._root_dse_features
 
 def ssha(password):
     """``{SSHA}`` value of ``password`` (salted SHA-1), which every LDAP server verifies."""
     salt = os.urandom(8)
     digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
-
-
-def _first(attributes, name):
-    """First value of an attribute as text (attribute names are case-insensitive)."""
-    for key, values in attributes.items():
-        if key.lower() == name.lower() and values:
-            return values[0].decode("utf-8", "replace")
-    return None
 
 
 def _checked_options(settings):

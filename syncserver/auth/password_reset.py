@@ -10,13 +10,18 @@ It needs only :class:`~syncserver.auth.AuthBackend`'s ``get_user`` and
 ``set_password``, so it works with any authentication backend. Wrong codes
 are security events (logger ``syncserver.security``; the code itself is
 never logged) and go through :attr:`PasswordReset.throttle`, the single
-place where a brute-force limiter plugs in.
+place where a brute-force limiter plugs in; :attr:`PasswordReset.mail_limit`
+bounds how often one account is mailed.
+
+When the accounts live in a read-only directory (``auth.manages_accounts``
+false) no step runs: :class:`~syncserver.auth.AccountsManagedElsewhere`.
 """
 
 import logging
 import urllib.parse
 
 from syncserver import templating
+from syncserver.auth import AccountsManagedElsewhere
 
 security_log = logging.getLogger("syncserver.security")
 
@@ -43,6 +48,17 @@ class TooManyAttempts(ResetRefused):
     """The throttle refuses more code guesses for this account for now."""
 
 
+class TooManyResetMails(ResetRefused):
+    """The account was mailed a link too recently; ``retry_after`` seconds to wait."""
+
+    def __init__(self, username, retry_after):
+        super().__init__(username)
+        self.retry_after = retry_after
+
+
+PASSWORDS_ELSEWHERE = "passwords are managed by the directory, not by this server"
+
+
 class NoThrottle:
     """The default throttle: allows everything.
 
@@ -61,24 +77,49 @@ class NoThrottle:
         pass
 
 
+class NoMailLimit:
+    """The default mail limit: none. A real one is
+    :class:`syncserver.throttle.login.ResetMailLimit` (``wait`` and ``record``)."""
+
+    def wait(self, username):
+        return 0
+
+    def record(self, username):
+        pass
+
+
 class PasswordReset:
     """Sends reset links and redeems their codes; see the module docstring."""
 
-    def __init__(self, auth, codes, mailer, throttle=None):
+    def __init__(self, auth, codes, mailer, throttle=None, mail_limit=None):
         self.auth = auth
         self.codes = codes
         self.mailer = mailer
         self.throttle = throttle or NoThrottle()
+        self.mail_limit = mail_limit or NoMailLimit()
 
-    def send_link(self, username, base_url):
+    def send_link(self, username, base_url, check=None, client="-"):
         """Mail a fresh reset link to ``username``'s address.
 
-        Raises :class:`UnknownAccount`, :class:`NoEmailAddress`, and
-        :class:`~syncserver.mail.MailUnavailable` when the mail server fails.
+        ``check()``, when given, runs after the account checks and before
+        anything is issued (the API's captcha, in the reference's order).
+        Raises :class:`~syncserver.auth.AccountsManagedElsewhere`,
+        :class:`UnknownAccount`, :class:`NoEmailAddress`,
+        :class:`TooManyResetMails`, and :class:`~syncserver.mail.MailUnavailable`
+        when the mail server fails.
         """
+        self._check_manages_passwords()
         user = self._enabled_user(username)
         if not user.email:
             raise NoEmailAddress(username)
+        if check is not None:
+            check()
+        wait = self.mail_limit.wait(user.username)
+        if wait > 0:
+            security_log.warning("PasswordResetThrottled: no mail to user %r for %d s (from %s)",
+                                 user.username, wait, client)
+            raise TooManyResetMails(username, wait)
+        self.mail_limit.record(user.username)
         code = self.codes.issue(user.user_id)
         query = urllib.parse.urlencode({"username": user.username, "key": code})
         text = templating.render(
@@ -95,6 +136,7 @@ class PasswordReset:
         :class:`InvalidResetCode` (the password is then unchanged).
         ``client`` (an address) is only for the security log.
         """
+        self._check_manages_passwords()
         user = self._enabled_user(username)
         key = f"reset-code:{user.username}"
         if not self.throttle.check(key):
@@ -114,6 +156,10 @@ class PasswordReset:
         """Forget ``user``'s pending code (DELETE password_reset)."""
         self.codes.clear(user.user_id)
         security_log.info("PasswordResetCleared for user %r", user.username)
+
+    def _check_manages_passwords(self):
+        if not self.auth.manages_accounts:
+            raise AccountsManagedElsewhere(PASSWORDS_ELSEWHERE)
 
     def _enabled_user(self, username):
         user = self.auth.get_user(username)

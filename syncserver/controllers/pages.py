@@ -9,6 +9,9 @@
     GET: user name, password and a confirmation box; POST deletes the
     account and everything it stored.
 
+When the accounts live in a read-only directory (``auth.manages_accounts``
+false) both pages say so instead of showing a form, and change nothing.
+
 Every form is CSRF-protected (:mod:`syncserver.csrf`); every page forbids
 framing, scripts and caching, and sends no Referer elsewhere (the reset
 link's key is in the URL). Wrong passwords and codes go to the security log
@@ -26,6 +29,7 @@ from syncserver.auth.password_reset import (
     NoEmailAddress,
     NoThrottle,
     TooManyAttempts,
+    TooManyResetMails,
     UnknownAccount,
     describe_duration,
 )
@@ -73,6 +77,8 @@ class PagesController:
     # --- password reset -------------------------------------------------------
 
     def password_reset_page(self, request):
+        if not self.auth.manages_accounts:
+            return self._managed_elsewhere(request, "password")
         if self.password_reset is None:
             return self._reset_not_configured(request)
         key = request.GET.get("key")
@@ -83,6 +89,8 @@ class PagesController:
                             username=request.GET.get("username", ""))
 
     def password_reset_submit(self, request):
+        if not self.auth.manages_accounts:
+            return self._managed_elsewhere(request, "password")
         if self.password_reset is None:
             return self._reset_not_configured(request)
         self._check_form(request)
@@ -100,8 +108,9 @@ class PagesController:
             if username is None:
                 raise UnknownAccount(typed)
             self.password_reset.send_link(
-                username, public_base_url(request, self.global_settings))
-        except (UnknownAccount, NoEmailAddress) as refused:
+                username, public_base_url(request, self.global_settings),
+                client=client_address(request))
+        except (UnknownAccount, NoEmailAddress, TooManyResetMails) as refused:
             # Said nowhere but in the log: the page must not tell who has an account.
             logger.info("no reset mail sent for %r: %s", typed[:100], type(refused).__name__)
         except MailUnavailable as error:
@@ -156,9 +165,14 @@ class PagesController:
     # --- delete account ---------------------------------------------------------
 
     def delete_account_page(self, request):
+        if not self.auth.manages_accounts:
+            return self._managed_elsewhere(request, "account")
         return self._render(request, "delete_account.html", username="")
 
     def delete_account_submit(self, request):
+        if not self.auth.manages_accounts:
+            # Before any password check: the data must stay with the account that stays.
+            return self._managed_elsewhere(request, "account")
         self._check_form(request)
         form = request.POST
         typed, password = form.get("username", "").strip(), form.get("password", "")
@@ -194,6 +208,18 @@ class PagesController:
                                     "have been deleted.")
 
     # --- shared -------------------------------------------------------------------
+
+    def _managed_elsewhere(self, request, what):
+        """The friendly 403 page of a server whose accounts live in a read-only directory."""
+        if what == "password":
+            title = "Passwords are managed by your directory"
+            message = ("Passwords of accounts on this server are managed by the company "
+                       "directory. Change yours there, or ask its administrators to reset it.")
+        else:
+            title = "Accounts are managed by your directory"
+            message = ("Accounts on this server are managed by the company directory: ask its "
+                       "administrators to delete yours. Nothing was deleted.")
+        return self._render(request, "message.html", status=403, title=title, message=message)
 
     def _check_form(self, request):
         """Refuse empty, oversized, non-form or forged POSTs before reading a field."""

@@ -10,6 +10,13 @@ When the auth backend does not manage accounts (a read-only company
 directory), registration, password and e-mail changes and deletion answer
 **403** with a JSON string saying so, before anything is changed. Not a 503:
 that would make clients back off and retry a request that can never succeed.
+The same goes for password resets (requesting a link, redeeming a code).
+
+Reset links are limited per account (``throttle.reset_mail_*``): a request
+too soon answers 503 with ``Retry-After``, as too many wrong reset codes do.
+With ``captcha.use`` on, requesting a link checks the captcha sent in the
+query (``captcha-challenge``, ``captcha-response``; reference §3.8) unless
+``X-Weave-Secret`` carries the shared secret.
 """
 
 import hmac
@@ -24,6 +31,7 @@ from syncserver.auth.password_reset import (
     InvalidResetCode,
     NoEmailAddress,
     TooManyAttempts,
+    TooManyResetMails,
     UnknownAccount,
 )
 from syncserver.auth.usernames import (
@@ -142,6 +150,7 @@ class UserController:
 
     def _change_password_with_code(self, request, username, new_password, code):
         """Reference §3.5 step 2a; the code is used up (unlike the reference)."""
+        self._check_manages_accounts()
         reset = self._reset_flow()
         try:
             reset.reset_password(username, code, new_password, client_address(request))
@@ -162,14 +171,24 @@ class UserController:
         return _text(email)
 
     def request_password_reset(self, request, username):
-        """Mail a reset link (reference §3.8); the captcha is not checked (none is configured)."""
+        """Mail a reset link (reference §3.8), the captcha checked in the query when configured."""
+        self._check_manages_accounts()
         reset = self._reset_flow()
+        check = None
+        if self.captcha is not None and not self._has_shared_secret(request):
+            def check():
+                self._check_captcha(request, request.GET.get("captcha-challenge"),
+                                    request.GET.get("captcha-response"))
         try:
-            reset.send_link(username, public_base_url(request, self.global_settings))
+            reset.send_link(username, public_base_url(request, self.global_settings),
+                            check=check, client=client_address(request))
         except UnknownAccount:
             raise WeaveError(respcodes.INVALID_USERNAME) from None
         except NoEmailAddress:
             raise WeaveError(respcodes.NO_EMAIL_ADDRESS) from None
+        except TooManyResetMails as refused:
+            raise self._unavailable("A reset link was sent recently; try again later.",
+                                    retry_after=refused.retry_after) from None
         return _text("success")
 
     def cancel_password_reset(self, request, username):
@@ -207,8 +226,9 @@ class UserController:
             _captcha_log(request, "wrong captcha answer")
             raise WeaveError(respcodes.INVALID_CAPTCHA)
 
-    def _unavailable(self, message):
-        error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(self.retry_after)})
+    def _unavailable(self, message, retry_after=None):
+        seconds = self.retry_after if retry_after is None else retry_after
+        error = exc.HTTPServiceUnavailable(headers={"Retry-After": str(seconds)})
         error.content_type = "application/json"
         error.charset = None
         error.body = ('"' + message + '"').encode("ascii")
@@ -227,7 +247,7 @@ security_log = logging.getLogger("syncserver.security")
 
 
 def _captcha_log(request, reason):
-    security_log.info("CaptchaFail: %s at registration from %s on %s",
+    security_log.info("CaptchaFail: %s from %s on %s",
                       reason, client_address(request), request.path_info)
 
 

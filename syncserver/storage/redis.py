@@ -256,6 +256,22 @@ class RedisCachedStorage(StorageBackend):
         # Expired items are already invisible to every cached answer: nothing to drop.
         return self.wrapped.purge_expired(now_seconds, batch_size)
 
+    # -- administration: straight through (tests/storage/test_redis_storage.py
+    # checks that every method of the interface is passed on) ------------------
+
+    def get_user_quota(self, user_id):
+        # Not cached: read once per write request, next to the (cached) total usage.
+        return self.wrapped.get_user_quota(user_id)
+
+    def set_user_quota(self, user_id, quota_kb):
+        return self._write(user_id, lambda: self.wrapped.set_user_quota(user_id, quota_kb))
+
+    def count_expired(self, now_seconds):
+        return self.wrapped.count_expired(now_seconds)
+
+    def get_statistics(self, now_seconds):
+        return self.wrapped.get_statistics(now_seconds)
+
     def _write(self, user_id, write):
         """Run ``write()`` (a change of the user's data) so that no process reads a stale cache.
 

@@ -45,6 +45,8 @@ PAIR, ADDRESS, ACCOUNT, TRUSTED = "login-pair", "login-address", "login-account"
 RESET_CODE = "reset-code"
 #: Passwords typed into the delete-account page: counted like logins.
 DELETE_ACCOUNT = "delete-account"
+#: Reset-link mails per account: one per interval, and a few per hour (see ResetMailLimit).
+RESET_MAIL_SPACING, RESET_MAIL_HOURLY = "reset-mail-spacing", "reset-mail-hourly"
 
 #: Why a login is refused, as the security log says it, by scope.
 _REASONS = {PAIR: "account and address", ADDRESS: "address", ACCOUNT: "account"}
@@ -155,6 +157,12 @@ def policies(settings):
                            lockout_seconds=settings.lockout_seconds, window_seconds=window,
                            # A mistyped code may be retried at once; a third miss waits.
                            delay_after=2, max_delay_seconds=settings.max_delay_seconds),
+        # Here a "failure" is a mail sent: the first one waits out the interval.
+        RESET_MAIL_SPACING: Policy(max_failures=1,
+                                   lockout_seconds=settings.reset_mail_interval_seconds,
+                                   window_seconds=max(1, settings.reset_mail_interval_seconds)),
+        RESET_MAIL_HOURLY: Policy(max_failures=settings.reset_mail_max_per_hour,
+                                  lockout_seconds=3600, window_seconds=3600),
     }
 
 
@@ -188,3 +196,25 @@ class GuessThrottle:
 
     def success(self, key):
         self.throttle.reset(self.scope, key)
+
+
+class ResetMailLimit:
+    """How often one account may be mailed a reset link, in the shared :class:`Throttle`.
+
+    Stops anyone who knows a username from flooding its owner's mailbox
+    (and our SMTP server's reputation). Counted per account, whatever the
+    address, in :data:`RESET_MAIL_SPACING` and :data:`RESET_MAIL_HOURLY`.
+    """
+
+    def __init__(self, throttle):
+        self.throttle = throttle
+
+    def wait(self, username):
+        """Seconds before ``username`` may be mailed again (0: now)."""
+        return math.ceil(max(self.throttle.check(RESET_MAIL_SPACING, username),
+                             self.throttle.check(RESET_MAIL_HOURLY, username)))
+
+    def record(self, username):
+        """Count a mail about to be sent."""
+        self.throttle.record_failure(RESET_MAIL_SPACING, username)
+        self.throttle.record_failure(RESET_MAIL_HOURLY, username)

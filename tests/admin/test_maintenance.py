@@ -95,7 +95,7 @@ def test_check_all_good(admin_ini):
     assert result.code == 0, result
     names = [line.split()[:2] for line in result.out.splitlines()]
     assert names == [["ok", "configuration"], ["ok", "storage"], ["ok", "auth"],
-                     ["ok", "schema"]]
+                     ["ok", "schema"], ["ok", "throttle"]]
     assert json.loads(run_admin(admin_ini, "check", "--json").out)[3]["ok"] is True
 
 
@@ -179,7 +179,9 @@ def test_database_down_is_one_sentence(tmp_path):
         assert "Traceback" not in result.err and "dbsecret" not in result.err
     check = run_admin(ini, "check")
     assert check.code == 1 and "dbsecret" not in check.out
-    assert [line.split()[0] for line in check.out.splitlines()] == ["ok", "FAIL", "FAIL", "FAIL"]
+    assert [line.split()[:2] for line in check.out.splitlines()] == [
+        ["ok", "configuration"], ["FAIL", "storage"], ["FAIL", "auth"], ["FAIL", "schema"],
+        ["FAIL", "throttle"]]
 
 
 def test_usage_errors_and_help(tmp_path):
