@@ -14,6 +14,7 @@ import os
 import sys
 
 from syncserver.admin.context import AdminContext, AdminError
+from syncserver.auth import AuthError
 from syncserver.errors import BackendUnavailable, ConfigError
 
 #: Subcommand modules of :mod:`syncserver.admin`, in the order ``--help`` lists them.
@@ -82,7 +83,7 @@ def main(argv=None, stdout=None, stderr=None, stdin=None):
                            quiet=args.quiet)
     try:
         return args.handler(context, args) or 0
-    except (AdminError, ConfigError, BackendUnavailable) as error:
+    except (AdminError, ConfigError, BackendUnavailable, AuthError) as error:
         print(f"syncserver-admin: {_sentence(error)}", file=stderr)
         return 1
     except KeyboardInterrupt:

@@ -168,3 +168,22 @@ def test_admin_user_delete_on_a_read_only_directory_keeps_the_data(
         assert storage.get_item(user_id, "bookmarks", "a")["payload"] == "kept"
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("command", [
+    ("user", "add", "newcomer", "--password-stdin"),
+    ("user", "set-password", "amy", "--password-stdin"),
+    ("user", "disable", "amy"),
+])
+def test_admin_changes_refused_by_a_read_only_directory_are_one_sentence(
+        ldap_directory, people, sqlite_url, tmp_path, command):
+    engine = sqldb.create_engine(sqlite_url, pool_size=1)
+    migrations.upgrade(engine)
+    engine.dispose()
+    extra = settings_for(ldap_directory, people, sqlite_url)
+    del extra["storage.sqluri"]
+    ini = write_ini(tmp_path / "ldap.ini", sqlite_url, **extra)
+    result = run_admin(ini, *command, stdin="a long new password\n")
+    assert result.code == 1, result
+    assert "directory" in result.err and "unexpected error" not in result.err
+    assert result.err.count("\n") == 1
