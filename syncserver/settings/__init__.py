@@ -1,0 +1,239 @@
+"""Settings: the ``[app:main]`` keys, parsed once into typed objects.
+
+Every key is dotted, ``section.option`` (``storage.sqluri``). Each section
+becomes one frozen dataclass (:mod:`syncserver.settings.sections`);
+controllers and backends receive the one they need, never the raw mapping.
+A misspelt key, a bad value or a missing required key raises
+:class:`ConfigError` with one sentence naming the key.
+"""
+
+import dataclasses
+import os
+
+from syncserver.auth import AuthBackend
+from syncserver.captcha import CaptchaBackend
+from syncserver.errors import ConfigError
+from syncserver.nodes import NodeBackend
+from syncserver.plugins import resolve_backend
+from syncserver.settings.sections import (
+    _SECTIONS,
+    ACCESS_LOG_FORMATS,
+    LDAP_KEYS,
+    LOCAL_NETWORKS,
+    AuthSettings,
+    CaptchaSettings,
+    GlobalSettings,
+    LoggingSettings,
+    MetricsSettings,
+    NodeSettings,
+    PagesSettings,
+    ResetSettings,
+    Settings,
+    SMTPSettings,
+    StorageSettings,
+    ThrottleSettings,
+)
+from syncserver.settings.values import (
+    convert,
+    expand_environment,
+    normalize_node_url,
+    parse_choice,
+    parse_networks,
+)
+from syncserver.storage import StorageBackend
+
+__all__ = [
+    "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LDAP_KEYS", "LOCAL_NETWORKS",
+    "NODE_BACKENDS", "STORAGE_BACKENDS", "AuthSettings", "CaptchaSettings", "GlobalSettings",
+    "LoggingSettings", "MetricsSettings", "NodeSettings", "PagesSettings", "ResetSettings",
+    "SMTPSettings", "Settings", "StorageSettings", "ThrottleSettings", "convert",
+    "expand_environment", "normalize_node_url", "parse_choice", "parse_networks",
+    "parse_settings", "read_ini", "settings_from_ini",
+]
+
+STORAGE_BACKENDS = {
+    "sql": "syncserver.storage.sql.SQLStorage",
+    "redis": "syncserver.storage.redis.RedisCachedStorage",
+}
+AUTH_BACKENDS = {"sql": "syncserver.auth.sql.SQLAuth", "ldap": "syncserver.auth.ldap.LDAPAuth"}
+NODE_BACKENDS = {"sql": "syncserver.nodes.sql.SQLNodes"}
+CAPTCHA_BACKENDS = {
+    "recaptcha": "syncserver.captcha.recaptcha.ReCaptcha",
+    "hcaptcha": "syncserver.captcha.hcaptcha.HCaptcha",
+}
+
+
+def parse_settings(raw):
+    """Turn the ``[app:main]`` mapping into :class:`Settings`, or raise :class:`ConfigError`."""
+    grouped = {section: {} for section in _SECTIONS}
+    for key, value in raw.items():
+        section, dot, option = key.partition(".")
+        if not dot or not option:
+            raise ConfigError(
+                f"Unknown setting {key!r}: settings are dotted keys such as 'storage.sqluri'.")
+        if section not in grouped:
+            raise ConfigError(
+                f"Unknown setting {key!r}: the known sections are {', '.join(sorted(_SECTIONS))}.")
+        if isinstance(value, str):
+            value = expand_environment(key, value.strip())
+        grouped[section][option] = value
+
+    storage_backend = resolve_backend("storage.backend", grouped["storage"].get("backend", "sql"),
+                                      STORAGE_BACKENDS, StorageBackend)
+    wrapped_name = grouped["storage"].get("wrapped_backend")
+    wrapped_backend = resolve_backend("storage.wrapped_backend", wrapped_name, STORAGE_BACKENDS,
+                                      StorageBackend) if wrapped_name else None
+    auth_backend = resolve_backend(
+        "auth.backend", grouped["auth"].get("backend", "sql"), AUTH_BACKENDS, AuthBackend)
+
+    storage = _build("storage", StorageSettings, grouped["storage"],
+                     (storage_backend, wrapped_backend), backend=storage_backend,
+                     wrapped_backend=wrapped_backend, options=dict(grouped["storage"]))
+    if not getattr(auth_backend, "reads_ldap_settings", False):
+        for option in sorted(LDAP_KEYS & set(grouped["auth"])):
+            raise ConfigError(
+                f"auth.{option} is read only by the LDAP authentication backend "
+                f"(auth.backend = ldap), not by {auth_backend.__name__}.")
+    auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
+    auth = _build("auth", AuthSettings, grouped["auth"], (auth_backend,),
+                  defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
+    nodes = _build_nodes(grouped["nodes"], auth)
+    global_ = _build("global", GlobalSettings, grouped["global"])
+    if global_.public_url:
+        global_ = dataclasses.replace(global_, public_url=normalize_node_url(global_.public_url))
+    logging_ = _build("logging", LoggingSettings, grouped["logging"])
+    smtp = _check_smtp(_build("smtp", SMTPSettings, grouped["smtp"]))
+    reset_defaults = {"sqluri": auth.sqluri or storage.sqluri,
+                      "create_tables": auth.create_tables}
+    reset = _build("reset", ResetSettings, grouped["reset"], defaults=reset_defaults)
+    if reset.code_lifetime_seconds < 1:
+        raise ConfigError("reset.code_lifetime_seconds must be at least 1.")
+    pages = _build("pages", PagesSettings, grouped["pages"])
+    captcha_backend = resolve_backend("captcha.backend",
+                                      grouped["captcha"].get("backend", "recaptcha"),
+                                      CAPTCHA_BACKENDS, CaptchaBackend)
+    captcha = _build("captcha", CaptchaSettings, grouped["captcha"], captcha_backend,
+                     backend=captcha_backend, options=dict(grouped["captcha"]))
+    throttle = _build("throttle", ThrottleSettings, grouped["throttle"], defaults={
+        "sqluri": auth.sqluri, "create_tables": auth.create_tables})
+    _check_throttle(throttle)
+    metrics = _check_metrics(_build("metrics", MetricsSettings, grouped["metrics"]))
+    return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
+                    smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
+                    logging=logging_, metrics=metrics)
+
+
+def _check_metrics(metrics):
+    """A path no request can have, or a missing prometheus_client, stops start-up."""
+    if not metrics.path.startswith("/") or metrics.path.rstrip("/") == "":
+        raise ConfigError(f"metrics.path must be a path such as /__metrics__, "
+                          f"not {metrics.path!r}.")
+    if metrics.enabled:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError as error:
+            raise ConfigError(f"metrics.enabled = true needs prometheus_client: pip install "
+                              f"'syncserver[metrics]' ({error}).") from None
+    return metrics
+
+
+def _check_smtp(smtp):
+    """Refuse SMTP settings that could only fail at the first reset request."""
+    if not smtp.host:
+        return smtp
+    if not smtp.sender:
+        raise ConfigError("smtp.sender is required when smtp.host is set.")
+    if smtp.ssl and smtp.starttls:
+        raise ConfigError("smtp.ssl and smtp.starttls exclude each other: choose one.")
+    if bool(smtp.user) != bool(smtp.password):
+        raise ConfigError("smtp.user and smtp.password go together: set both or neither.")
+    if smtp.timeout < 1:
+        raise ConfigError("smtp.timeout must be at least 1 second.")
+    if smtp.ca_file and not os.path.isfile(smtp.ca_file):
+        raise ConfigError(f"smtp.ca_file names no readable file: {smtp.ca_file!r}.")
+    return smtp
+
+
+def _build_nodes(values, auth):
+    backend = resolve_backend(
+        "nodes.backend", values.get("backend", "sql"), NODE_BACKENDS, NodeBackend)
+    defaults = {"sqluri": auth.sqluri, "create_tables": auth.create_tables}
+    nodes = _build("nodes", NodeSettings, values, backend, defaults=defaults,
+                   backend=backend, options=dict(values))
+    urls = {name: normalize_node_url(getattr(nodes, name))
+            for name in ("fallback_node", "this_node") if getattr(nodes, name)}
+    nodes = dataclasses.replace(nodes, **urls)
+    if nodes.assignment and nodes.fallback_node:
+        raise ConfigError(
+            "nodes.fallback_node and nodes.assignment = true exclude each other: "
+            "with assignment, node/weave answers from the node list.")
+    if auth.check_node and not nodes.this_node:
+        raise ConfigError(
+            "auth.check_node = true needs nodes.this_node, this server's URL in the node list.")
+    return nodes
+
+
+def _check_throttle(throttle):
+    """Lockouts longer than the window would end early, when their counter is forgotten."""
+    for key in ("lockout_seconds", "account_lockout_seconds"):
+        if getattr(throttle, key) > throttle.window_seconds:
+            raise ConfigError(f"throttle.{key} ({getattr(throttle, key)}) must not exceed "
+                              f"throttle.window_seconds ({throttle.window_seconds}).")
+    for key in ("max_failures", "address_max_failures", "account_max_failures",
+                "reset_code_max_failures", "reset_mail_max_per_hour", "window_seconds",
+                "trusted_seconds"):
+        if getattr(throttle, key) < 1:
+            raise ConfigError(f"throttle.{key} must be at least 1.")
+    if throttle.reset_mail_interval_seconds < 0:
+        raise ConfigError("throttle.reset_mail_interval_seconds must not be negative.")
+
+
+def _build(section, cls, values, plugins=(), defaults=None, **fixed):
+    """Convert ``values`` to the field types of ``cls``; reject unknown keys.
+
+    ``plugins`` are the backend classes (one, or a tuple) whose
+    ``extra_settings`` are allowed.
+    """
+    if isinstance(plugins, type):
+        plugins = (plugins,)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    extra_keys = {key for plugin in plugins if plugin
+                  for key in getattr(plugin, "extra_settings", ())}
+    converted = dict(defaults or {})
+    for option, value in values.items():
+        key = f"{section}.{option}"
+        if option in fixed:
+            continue
+        if option in extra_keys:
+            continue
+        field = fields.get(option)
+        if field is None or option == "options":
+            raise ConfigError(f"Unknown setting {key!r}.")
+        parse = field.metadata.get("parse")
+        converted[option] = parse(key, value) if parse else convert(key, value, field.type)
+    converted.update(fixed)
+    return cls(**converted)
+
+
+def read_ini(path):
+    """The ``[app:main]`` keys of a PasteDeploy ini file, as the server reads them.
+
+    Raises :class:`ConfigError` when the file is missing or has no usable section.
+    """
+    import configparser
+
+    from paste.deploy.loadwsgi import APP, loadcontext
+
+    absolute = os.path.abspath(path)
+    if not os.path.exists(absolute):
+        raise ConfigError(f"the configuration file {path} does not exist")
+    try:
+        return dict(loadcontext(APP, "config:" + absolute).local_conf)
+    except (LookupError, configparser.Error) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path} is not a usable configuration file: {first_line}") from None
+
+
+def settings_from_ini(path):
+    """:class:`Settings` of a PasteDeploy ini file (its ``[app:main]`` section)."""
+    return parse_settings(read_ini(path))

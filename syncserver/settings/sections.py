@@ -1,0 +1,318 @@
+"""The sections of the ``[app:main]`` keys: one frozen dataclass each.
+
+A field's name is the key after the section's dot (``storage.sqluri`` is
+:attr:`StorageSettings.sqluri`); its type says how the text is converted
+(:func:`syncserver.settings.values.convert`) unless its metadata names a
+``parse`` function. docs/configuration.rst documents every field, and
+tests/test_docs.py keeps the two in step.
+"""
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+
+from syncserver.settings.values import parse_choice, parse_networks
+
+ACCESS_LOG_FORMATS = ("combined", "json")
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    """``storage.*``: where and how records are kept, and the protocol limits."""
+
+    backend: type
+    sqluri: str | None = None
+    create_tables: bool = False
+    #: Per-user quota in KB; 0 turns quotas off.
+    quota_size: int = 0
+    batch_max_count: int = 100
+    batch_max_bytes: int = 1024 * 1024
+    max_payload_bytes: int = 256 * 1024
+    #: Largest request body accepted at all (413 beyond).
+    max_request_bytes: int = 16 * 1024 * 1024
+    pool_size: int = 10
+    pool_timeout: int = 30
+    pool_recycle: int = 3600
+    #: The backend a wrapper (``redis``) keeps the data in; a class, like ``backend``.
+    wrapped_backend: type | None = None
+    #: The Redis cache (``storage.backend = redis``).
+    redis_url: str | None = None
+    #: Seconds a Redis command may take before the request falls back to the database.
+    redis_timeout: float = 1.0
+    redis_key_prefix: str | None = "syncserver:"
+    #: After a Redis failure: seconds before Redis is tried again (and between warnings).
+    redis_retry_seconds: int = 10
+    #: How long a user's cached answers live in Redis without being read or written.
+    redis_cache_seconds: int = 86400
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
+    #: Every ``storage.*`` key as written (prefix stripped), for plugins' own keys.
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthSettings:
+    """``auth.*``: who may use the server and how credentials are checked."""
+
+    backend: type
+    sqluri: str | None = None
+    create_tables: bool = False
+    allow_new_users: bool = True
+    #: The username must be the Sync hash of the e-mail address (error 15 otherwise).
+    strict_usernames: bool = True
+    #: How long verified credentials are remembered (0 turns the cache off).
+    credentials_cache_seconds: int = 300
+    #: Key of the credentials cache HMAC; random per process when empty.
+    credentials_cache_secret: str = ""
+    #: Storage requests of users assigned to another node get 401 (needs nodes.this_node).
+    check_node: bool = False
+    pool_size: int = 10
+    pool_timeout: int = 30
+    pool_recycle: int = 3600
+    # --- LDAP directory (auth.backend = ldap); see LDAP_KEYS -----------------
+    #: ``ldap://host`` or ``ldaps://host``; several URIs separated by spaces fail over.
+    ldapuri: str | None = None
+    #: Upgrade ``ldap://`` connections with StartTLS (refused if the server cannot).
+    ldap_starttls: bool = False
+    #: PEM file of the CA that signed the directory's certificate (system CAs if empty).
+    ldap_ca_file: str | None = None
+    #: Service account that searches for users; anonymous when empty.
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    users_base_dn: str | None = None
+    #: ``{username}`` is replaced by the escaped Sync username.
+    user_filter: str = "(uid={username})"
+    mail_attribute: str = "mail"
+    #: An entry that does not also match this filter is a disabled account.
+    enabled_filter: str | None = None
+    #: Numeric attribute (``uidNumber``) used as the user id instead of the SQL id map.
+    uid_number_attribute: str | None = None
+    #: Seconds allowed to connect and for each directory operation.
+    ldap_timeout: int = 5
+    ldap_pool_size: int = 5
+    #: Seconds after which a pooled service connection is closed and replaced.
+    ldap_pool_lifetime: int = 600
+    #: Account allowed to write users; empty keeps the directory read-only.
+    admin_bind_dn: str | None = None
+    admin_bind_password: str | None = None
+    #: Where new accounts are created (``users_base_dn`` when empty).
+    new_users_base_dn: str | None = None
+    #: Attribute holding the Sync username in new entries (and their RDN).
+    username_attribute: str = "uid"
+    #: Space-separated object classes of new entries.
+    new_user_object_classes: str = "inetOrgPerson"
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+#: ``auth.*`` keys only the LDAP backend reads: refused with any other backend.
+LDAP_KEYS = frozenset({
+    "ldapuri", "ldap_starttls", "ldap_ca_file", "bind_dn", "bind_password", "users_base_dn",
+    "user_filter", "mail_attribute", "enabled_filter", "uid_number_attribute", "ldap_timeout",
+    "ldap_pool_size", "ldap_pool_lifetime", "admin_bind_dn", "admin_bind_password",
+    "new_users_base_dn", "username_attribute", "new_user_object_classes",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSettings:
+    """``nodes.*``: which storage node the User API hands to clients (see docs/nodes.rst)."""
+
+    backend: type | None = None
+    #: Node URL given to every user when assignment is off; None means "this
+    #: server, as the client reached it".
+    fallback_node: str | None = None
+    #: node/weave assigns each user a node from the node list (null when none can be).
+    assignment: bool = False
+    #: This server's URL as the node list holds it: its downed/backoff flags apply here.
+    this_node: str | None = None
+    #: How long a process trusts the node's flags and "user assigned here" (seconds).
+    cache_seconds: int = 5
+    sqluri: str | None = None
+    create_tables: bool = False
+    pool_size: int = 5
+    pool_timeout: int = 30
+    pool_recycle: int = 3600
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def in_use(self):
+        """True when this server reads the node list (assigning, or serving as a node)."""
+        return self.assignment or self.this_node is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalSettings:
+    """``global.*``: server-wide behaviour."""
+
+    #: ``X-Weave-Secret`` equal to this bypasses the captcha on registration.
+    shared_secret: str | None = None
+    #: Seconds sent in ``Retry-After`` with a 503.
+    retry_after: int = 1800
+    #: The URL clients reach the server at (scheme, host, prefix); None: from the request.
+    public_url: str | None = None
+    #: Proxies (addresses or networks) whose X-Forwarded-* headers are believed; none by default.
+    trusted_proxies: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_networks(key, value)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    """``logging.*``: the access log (the rest of logging is the ini's logging sections)."""
+
+    #: One line per request on the ``syncserver.access`` logger.
+    access_log: bool = False
+    #: ``combined`` (Apache's combined format plus milliseconds) or ``json`` (one object a line).
+    access_format: str = dataclasses.field(
+        default="combined", metadata={"parse": lambda key, value: parse_choice(
+            key, value, ACCESS_LOG_FORMATS)})
+
+
+#: Who may read the metrics unless ``metrics.allowed_addresses`` says otherwise: this host.
+LOCAL_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    """``metrics.*``: the Prometheus metrics page (off by default; see docs/monitoring.rst)."""
+
+    enabled: bool = False
+    #: Where the page is served; anyone not allowed gets a 404 there.
+    path: str = "/__metrics__"
+    #: Client addresses or networks allowed to read the page (as trusted proxies report them).
+    allowed_addresses: tuple = dataclasses.field(
+        default=LOCAL_NETWORKS, metadata={"parse": lambda key, value: parse_networks(key, value)})
+    #: When set, readers must also send ``Authorization: Bearer <token>``.
+    token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTPSettings:
+    """``smtp.*``: the mail server that carries password-reset links.
+
+    Without ``host`` password reset is off (its routes answer 503).
+    """
+
+    host: str | None = None
+    #: 25 for plain SMTP or STARTTLS, 465 with ``ssl``, 587 for submission.
+    port: int = 25
+    #: The From address of the mail; required with ``host``.
+    sender: str | None = None
+    user: str | None = None
+    password: str | None = None
+    #: Upgrade the connection with STARTTLS before sending (refuse to send if it fails).
+    starttls: bool = False
+    #: Speak TLS from the first byte (SMTPS, usually port 465).
+    ssl: bool = False
+    #: Seconds to wait on the mail server before answering 503.
+    timeout: int = 10
+    #: PEM file of the certificate authorities to trust instead of the system's.
+    ca_file: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetSettings:
+    """``reset.*``: where password-reset codes are kept and how long they live."""
+
+    #: Database of the reset codes; defaults to ``auth.sqluri``, then ``storage.sqluri``.
+    sqluri: str | None = None
+    create_tables: bool = False
+    #: Seconds a reset link works (6 hours, as the mail says).
+    code_lifetime_seconds: int = 21600
+
+
+@dataclasses.dataclass(frozen=True)
+class PagesSettings:
+    """``pages.*``: the HTML pages (password reset, delete account)."""
+
+    #: Key that signs the forms' anti-CSRF tokens; see docs/configuration.rst.
+    csrf_secret: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptchaSettings:
+    """``captcha.*``: the captcha asked for at registration (off by default)."""
+
+    backend: type
+    use: bool = False
+    #: The provider's site key (shown in the widget) and secret key (sent when verifying).
+    public_key: str | None = None
+    private_key: str | None = None
+    #: The provider's verification endpoint; None means the provider's own.
+    verify_url: str | None = None
+    #: Seconds to wait for the provider before answering 503.
+    timeout: int = 5
+    #: PEM file of the CAs trusted for ``verify_url``; None means the system's.
+    ca_file: str | None = None
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThrottleSettings:
+    """``throttle.*``: refusing repeated failed logins (see :mod:`syncserver.throttle.login`)."""
+
+    enabled: bool = True
+    #: Counters in Redis when set, else in the ``login_failures`` table at ``sqluri``.
+    redis_url: str | None = None
+    sqluri: str | None = None
+    create_tables: bool = False
+    #: A counter is forgotten this long after its last failure.
+    window_seconds: int = 900
+    #: Failures of one account from one address before each retry must wait 1, 2, 4 ... s.
+    delay_after: int = 5
+    max_delay_seconds: int = 30
+    #: Failures of one account from one address before a lockout.
+    max_failures: int = 10
+    lockout_seconds: int = 600
+    #: Failures from one address, any account, before a lockout of that address.
+    address_max_failures: int = 50
+    #: Failures of one account, any address, before a short lockout of untrusted addresses.
+    account_max_failures: int = 50
+    account_lockout_seconds: int = 60
+    #: An address where the account logged in stays exempt from the account lockout this long.
+    trusted_seconds: int = 30 * 24 * 3600
+    #: Wrong password-reset codes for one account before a lockout.
+    reset_code_max_failures: int = 5
+    #: Reset-link mails to one account: at most one per this many seconds...
+    reset_mail_interval_seconds: int = 60
+    #: ... and at most this many per hour.
+    reset_mail_max_per_hour: int = 5
+    #: How long a process trusts its copy of a counter before reading the store again.
+    cache_seconds: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every section, as :func:`parse_settings` built them."""
+
+    storage: StorageSettings
+    auth: AuthSettings
+    nodes: NodeSettings
+    global_: GlobalSettings
+    smtp: SMTPSettings
+    reset: ResetSettings
+    pages: PagesSettings
+    captcha: CaptchaSettings
+    throttle: ThrottleSettings
+    logging: LoggingSettings
+    metrics: MetricsSettings
+
+
+_SECTIONS = {
+    "storage": StorageSettings,
+    "auth": AuthSettings,
+    "nodes": NodeSettings,
+    "global": GlobalSettings,
+    "smtp": SMTPSettings,
+    "reset": ResetSettings,
+    "pages": PagesSettings,
+    "captcha": CaptchaSettings,
+    "throttle": ThrottleSettings,
+    "logging": LoggingSettings,
+    "metrics": MetricsSettings,
+}
