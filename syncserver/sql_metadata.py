@@ -9,7 +9,7 @@ package holds a ``MetaData`` that is not registered here.
 
 from sqlalchemy import MetaData
 
-from syncserver.auth import ldap_ids, reset_codes
+from syncserver.auth import credential_changes, ldap_ids, reset_codes
 from syncserver.auth import sql as auth_sql
 from syncserver.nodes import sql as nodes_sql
 from syncserver.storage import sql_schema
@@ -19,6 +19,7 @@ from syncserver.throttle import sql_store as throttle_sql
 REGISTERED = (
     sql_schema.metadata,
     auth_sql.metadata,
+    credential_changes.metadata,
     nodes_sql.metadata,
     ldap_ids.metadata,
     reset_codes.metadata,

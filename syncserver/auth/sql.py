@@ -10,8 +10,9 @@ One table, ``users``::
     sync_node      VARCHAR(255) NULL             (node assignment, used later)
     created_at     BIGINT                        (epoch seconds)
 
-and ``credential_changes``, a feed of "this user's credentials changed"
-(password set, account disabled or deleted) that every process reads.
+and the ``credential_changes`` feed of :mod:`syncserver.auth.credential_changes`
+(password set, account disabled or deleted), written in the transaction of
+the change and read by every process.
 
 ``authenticate`` answers repeated good credentials from the per-process
 credentials cache (:mod:`syncserver.auth.credentials_cache`) without touching
@@ -29,7 +30,6 @@ parameters, so no password or hash).
 """
 
 import logging
-import threading
 import time
 
 import sqlalchemy
@@ -56,6 +56,7 @@ from syncserver.auth import (
     UserIdTaken,
     UserNotFound,
 )
+from syncserver.auth.credential_changes import ChangeFeed
 from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.passwords import hash_password, needs_rehash, verify_password
 from syncserver.auth.usernames import is_valid_username
@@ -90,21 +91,6 @@ users = Table(
     mysql_collate="utf8mb4_bin",
 )
 
-credential_changes = Table(
-    "credential_changes", metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"),
-           primary_key=True, autoincrement=True),
-    Column("username", String(32), nullable=False),
-    Column("changed_at", BigInteger(), nullable=False, index=True),
-    sqlite_autoincrement=True,
-    mysql_engine="InnoDB",
-    mysql_charset="utf8mb4",
-    mysql_collate="utf8mb4_bin",
-)
-
-#: Change-feed rows older than this are pruned; cached credentials never live as long.
-_MIN_CHANGE_RETENTION = 3600
-
 # MySQL's "deadlock found" / "lock wait timeout": retried, never a duplicate.
 _MYSQL_RETRY_CODES = {1213, 1205}
 _INSERT_ATTEMPTS = 3
@@ -132,13 +118,8 @@ class SQLAuth(AuthBackend):
             credentials_cache = CredentialsCache(
                 credentials_cache_seconds, credentials_cache_secret or None)
         self.credentials_cache = credentials_cache
-        self._changes_poll_seconds = changes_poll_seconds
-        self._changes_lock = threading.Lock()
-        self._changes_polled_at = None
-        self._last_change_id = None
         #: Bumped whenever credentials are forgotten: a check that overlapped it is not cached.
         self._forget_generation = 0
-        self._change_retention = max(_MIN_CHANGE_RETENTION, 2 * credentials_cache.seconds)
         try:
             self._engine = sqldb.create_engine(
                 sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
@@ -146,6 +127,8 @@ class SQLAuth(AuthBackend):
                 query_timeout=query_timeout)
         except (exc.ArgumentError, ImportError) as error:
             raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
+        self.change_feed = ChangeFeed(self._engine, credentials_cache.seconds,
+                                      poll_seconds=changes_poll_seconds)
         if create_tables:
             self.create_tables()
 
@@ -231,7 +214,7 @@ class SQLAuth(AuthBackend):
             return None
         cache = self.credentials_cache
         if cache.enabled:
-            self._apply_credential_changes()
+            self.change_feed.poll(self._forget)
             user = cache.lookup(username, password)
             if user is not None:
                 return user
@@ -254,43 +237,9 @@ class SQLAuth(AuthBackend):
             cache.remember(username, password, user)
         return user
 
-    def _apply_credential_changes(self):
-        """Forget cached credentials that another process changed (at most once per interval)."""
-        now = time.monotonic()
-        polled_at = self._changes_polled_at
-        if polled_at is not None and now - polled_at < self._changes_poll_seconds:
-            return
-        with self._changes_lock:
-            if self._changes_polled_at is not None and (
-                    now - self._changes_polled_at < self._changes_poll_seconds):
-                return
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.read_connection(self._engine) as connection:
-                    if self._last_change_id is None:
-                        # Nothing is cached yet: start from the end of the feed.
-                        self._last_change_id = connection.execute(
-                            select(func.coalesce(func.max(credential_changes.c.id), 0))).scalar()
-                        changes = []
-                    else:
-                        changes = connection.execute(
-                            select(credential_changes.c.id, credential_changes.c.username)
-                            .where(credential_changes.c.id > self._last_change_id)
-                            .order_by(credential_changes.c.id)).all()
-            for change_id, username in changes:
-                self._forget(username)
-                self._last_change_id = change_id
-            self._changes_polled_at = now
-
     def _forget(self, username):
         self._forget_generation += 1
         self.credentials_cache.forget_user(username)
-
-    def _record_credential_change(self, connection, username):
-        """Tell every process to forget ``username``'s cached credentials (same transaction)."""
-        now = int(time.time())
-        connection.execute(credential_changes.insert().values(username=username, changed_at=now))
-        connection.execute(credential_changes.delete().where(
-            credential_changes.c.changed_at < now - self._change_retention))
 
     def _rehash(self, userid, password, old_hash):
         """Store a current hash of the verified ``password``.
@@ -403,7 +352,7 @@ class SQLAuth(AuthBackend):
                 with sqldb.write_transaction(self._engine) as connection:
                     changed = connection.execute(statement).rowcount
                     if changed and credentials_changed:
-                        self._record_credential_change(connection, username)
+                        self.change_feed.record(username, connection)
         finally:
             self._forget(username)
         if changed == 0:
@@ -432,7 +381,7 @@ class SQLAuth(AuthBackend):
                 with sqldb.write_transaction(self._engine) as connection:
                     deleted = connection.execute(statement).rowcount > 0
                     if deleted:
-                        self._record_credential_change(connection, username)
+                        self.change_feed.record(username, connection)
                     return deleted
         finally:
             self._forget(username)

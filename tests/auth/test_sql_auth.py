@@ -310,7 +310,7 @@ def test_the_cache_serves_repeats_without_the_database(auth, monkeypatch):
     executed = []
     sqlalchemy.event.listen(auth.engine, "before_cursor_execute",
                             lambda *args: executed.append(args[2]))
-    auth._changes_poll_seconds = 3600  # no feed read inside this window
+    auth.change_feed.poll_seconds = 3600  # no feed read inside this window
     for _ in range(5):
         assert auth.authenticate("alice", "password").username == "alice"
     assert executed == []
