@@ -80,6 +80,11 @@ if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ]; then
   # Debian's package may start a system slapd; the tests never use it.
 fi
 
+# Self-signed certificates for the TLS tests (slapd with ldaps://, SMTP STARTTLS).
+if ! command -v openssl >/dev/null; then
+  log "installing openssl"; apt_install openssl || true
+fi
+
 # Password-reset pages: checked in a real headless Chromium (Debian's, never a download).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "installing Chromium and its WebDriver"; apt_install chromium chromium-driver || true

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import sqlalchemy
 
-from tests.services import MariaDBServer, RedisServer
+from tests.services import MariaDBServer, RedisServer, self_signed_certificate
 
 MYSQL_ADMIN_URL = os.environ.get(
     "SYNCSERVER_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
@@ -123,12 +123,8 @@ def redis_url(redis_server):
     return redis_server.url
 
 
-@pytest.fixture(scope="session")
-def ldap_server(tmp_path_factory):
-    """A private slapd with the directory of tests/auth/ldap_server.py, for the session.
-
-    A test may stop or freeze it; :func:`ldap_directory` brings it back.
-    """
+def _start_slapd(directory, tls_files=None):
+    """A started private slapd, or a skip (a failure in CI) saying what is missing."""
     from tests.auth.ldap_server import SlapdServer
 
     try:
@@ -138,10 +134,38 @@ def ldap_server(tmp_path_factory):
     if not SlapdServer.available():
         service_missing("slapd", "OpenLDAP's slapd/slapadd are not installed (Debian: slapd)")
     try:
-        server = SlapdServer(tmp_path_factory.mktemp("slapd"))
+        server = SlapdServer(directory, tls_files=tls_files)
         server.start()
     except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
         service_missing("slapd", error)
+    return server
+
+
+@pytest.fixture(scope="session")
+def ldap_server(tmp_path_factory):
+    """A private slapd with the directory of tests/auth/ldap_server.py, for the session.
+
+    A test may stop or freeze it; :func:`ldap_directory` brings it back.
+    """
+    server = _start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ldap_tls_server(tmp_path_factory):
+    """A second private slapd with a self-signed certificate for 127.0.0.1 (IP SAN):
+    StartTLS on ``.uri``, TLS from the start on ``.ldaps_uri``; ``.ca_file`` trusts it.
+
+    Tests must not stop it. The plain :func:`ldap_server` has no certificate,
+    so it stays the server that refuses StartTLS.
+    """
+    certificates = tmp_path_factory.mktemp("slapd-tls-certificate")
+    try:
+        tls_files = self_signed_certificate(certificates, "127.0.0.1")
+    except (OSError, subprocess.CalledProcessError) as error:
+        service_missing("openssl", error)
+    server = _start_slapd(tmp_path_factory.mktemp("slapd-tls"), tls_files=tls_files)
     yield server
     server.stop()
 

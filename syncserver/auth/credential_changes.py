@@ -21,7 +21,7 @@ the directory accepted the change). Rows outlive any cached login
 import threading
 import time
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, func, select
 
 from syncserver import sqldb
 from syncserver.auth import AuthUnavailable
@@ -85,6 +85,14 @@ class ChangeFeed:
         with sqldb.translate_errors(AuthUnavailable):
             with sqldb.write_transaction(self.engine) as own_connection:
                 record(own_connection, username, self.retention)
+
+    def is_healthy(self):
+        try:
+            with sqldb.read_connection(self.engine) as connection:
+                connection.execute(select(credential_changes.c.id).limit(1)).first()
+            return True
+        except exc.SQLAlchemyError:
+            return False
 
     def poll(self, forget):
         """Call ``forget(username)`` for each change not seen yet, at most once per

@@ -14,10 +14,13 @@ comparison on our side:
 
 Verified credentials are remembered for ``auth.credentials_cache_seconds``
 (:mod:`syncserver.auth.credentials_cache`), so a Sync client's stream of
-requests costs one search and one bind per interval. A password changed
-through this server is forgotten at once in this process; a change made in
-the directory itself (or by another server process) is noticed when the
-remembered entry expires.
+requests costs one search and one bind per interval. A password changed or
+an account deleted through this server is forgotten at once in this process
+and, through the ``credential_changes`` feed on ``auth.sqluri``
+(:mod:`syncserver.auth.credential_changes`), within a second in every other
+process. Without a SQL database (``auth.uid_number_attribute`` and no
+``auth.sqluri``) other processes notice when their remembered entry expires,
+and so does every process for a change made in the directory itself.
 
 The user id that keys stored data comes from ``auth.uid_number_attribute``
 (e.g. ``uidNumber``) when set, else from the SQL id map of
@@ -46,7 +49,6 @@ import ldap.filter
 import ldap.modlist
 from sqlalchemy import exc as sqlalchemy_exc
 
-from syncserver import sqldb
 from syncserver.auth import (
     AccountsManagedElsewhere,
     AuthBackend,
@@ -56,6 +58,7 @@ from syncserver.auth import (
     UserExists,
     UserNotFound,
 )
+from syncserver.auth.credential_changes import ChangeFeed
 from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.ldap_connections import (
     ConnectionPool,
@@ -65,8 +68,8 @@ from syncserver.auth.ldap_connections import (
 )
 from syncserver.auth.ldap_ids import DirectoryIdMap
 from syncserver.auth.ldap_listing import DirectoryListing, first_value
+from syncserver.auth.ldap_options import USERNAME_PLACEHOLDER, checked_options, sql_engine
 from syncserver.auth.usernames import is_valid_username
-from syncserver.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 security_log = logging.getLogger("syncserver.security")
@@ -74,7 +77,6 @@ security_log = logging.getLogger("syncserver.security")
 PASSWORD_MODIFY_OID = "1.3.6.1.4.1.4203.1.11.1"
 READ_ONLY_MESSAGE = ("Accounts are managed by the company directory: ask its administrators "
                      "to create, change or delete them.")
-USERNAME_PLACEHOLDER = "{username}"
 
 #: Bind results that mean "these credentials do not log in", not "the directory is down".
 _REFUSED_BINDS = (ldap.INVALID_CREDENTIALS, ldap.UNWILLING_TO_PERFORM,
@@ -93,7 +95,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
                  uid_number_attribute=None, id_map=None, admin_bind_dn=None,
                  admin_bind_password=None, new_users_base_dn=None, username_attribute="uid",
                  new_user_object_classes=("inetOrgPerson",), allow_new_users=True,
-                 credentials_cache=None):
+                 credentials_cache=None, change_feed=None):
         self.users_base_dn = users_base_dn
         self.user_filter = user_filter
         self.mail_attribute = mail_attribute
@@ -109,6 +111,8 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         if credentials_cache is None:  # (an empty cache is falsy: test for None)
             credentials_cache = CredentialsCache(300)
         self.credentials_cache = credentials_cache
+        #: :class:`ChangeFeed` shared with the other processes, or None (no SQL database).
+        self.change_feed = change_feed
         self.connector = DirectoryConnector(ldapuri, timeout=timeout, starttls=starttls,
                                             ca_file=ca_file)
         self.timeout = timeout
@@ -125,10 +129,15 @@ class LDAPAuth(DirectoryListing, AuthBackend):
 
     @classmethod
     def from_settings(cls, settings):
-        options = _checked_options(settings)
-        id_map = None
-        if not settings.uid_number_attribute:
-            id_map = _id_map(settings)
+        options = checked_options(settings)
+        credentials_cache = CredentialsCache(settings.credentials_cache_seconds,
+                                             settings.credentials_cache_secret or None)
+        engine = sql_engine(settings)
+        id_map = change_feed = None
+        if engine is not None:
+            change_feed = ChangeFeed(engine, credentials_cache.seconds)
+            if not settings.uid_number_attribute:
+                id_map = DirectoryIdMap(engine)
         return cls(
             options["ldapuri"], options["users_base_dn"],
             user_filter=options["user_filter"],
@@ -146,8 +155,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
             new_user_object_classes=(settings.new_user_object_classes
                                      or "inetOrgPerson").split(),
             allow_new_users=settings.allow_new_users,
-            credentials_cache=CredentialsCache(settings.credentials_cache_seconds,
-                                               settings.credentials_cache_secret or None),
+            credentials_cache=credentials_cache, change_feed=change_feed,
         )
 
     @property
@@ -158,6 +166,8 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         self.pool.close()
         if self.id_map is not None:
             self.id_map.close()
+        if self.change_feed is not None:
+            self.change_feed.engine.dispose()
 
     # --- reads --------------------------------------------------------------
 
@@ -169,7 +179,9 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         except (AuthUnavailable, ldap.LDAPError) as error:
             logger.warning("LDAP health check failed: %s", error)
             return False
-        return self.id_map is None or self.id_map.is_healthy()
+        if self.id_map is not None:
+            return self.id_map.is_healthy()
+        return self.change_feed is None or self.change_feed.is_healthy()
 
     def check_search_base(self):
         """Bind as the service account and read ``auth.users_base_dn`` (``syncserver-admin
@@ -205,9 +217,12 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         if not is_valid_username(username) or not isinstance(password, str) or not password:
             return None
         cache = self.credentials_cache
-        user = cache.lookup(username, password)
-        if user is not None:
-            return user
+        if cache.enabled:
+            if self.change_feed is not None:
+                self.change_feed.poll(self._forget)
+            user = cache.lookup(username, password)
+            if user is not None:
+                return user
         generation = self._forget_generation
         entry = self._find(username, self._filter_for(username, enabled_only=True))
         if entry is None:
@@ -375,7 +390,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         try:
             self._run_as_admin("changing a password", change)
         finally:
-            self._forget(username)
+            self._credentials_changed(username)
 
     def set_email(self, username, email):
         self._require_admin()
@@ -404,7 +419,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         except ldap.NO_SUCH_OBJECT:
             return False
         finally:
-            self._forget(username)
+            self._credentials_changed(username)
         if self.id_map is not None:
             try:
                 self.id_map.forget(username)
@@ -415,6 +430,23 @@ class LDAPAuth(DirectoryListing, AuthBackend):
     def _forget(self, username):
         self._forget_generation += 1
         self.credentials_cache.forget_user(username)
+
+    def _credentials_changed(self, username):
+        """Forget ``username``'s cached logins here, and tell the other processes.
+
+        Called after a directory change, even a failed one (a timeout may hide
+        a change the directory made). When the feed cannot be written the
+        change is reported as :class:`AuthUnavailable`: other processes would
+        go on accepting the old password until their cache expires.
+        """
+        self._forget(username)
+        if self.change_feed is not None:
+            try:
+                self.change_feed.record(username)
+            except AuthUnavailable as error:
+                logger.error("could not tell the other processes that the credentials of %r "
+                             "changed: %s", username, error)
+                raise
 
     def _supports_password_modify(self):
         """Whether the directory hashes passwords itself (RFC 3062)."""
@@ -445,65 +477,3 @@ def ssha(password):
     salt = os.urandom(8)
     digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
-
-
-def _checked_options(settings):
-    """The LDAP settings that must be present and well-formed, or a :class:`ConfigError`."""
-    uri = settings.ldapuri
-    if not uri:
-        raise ConfigError("auth.ldapuri is required by the LDAP authentication backend "
-                          "(e.g. ldaps://ldap.example.org).")
-    if not all(part.startswith(("ldap://", "ldaps://", "ldapi://")) for part in uri.split()):
-        raise ConfigError(f"auth.ldapuri must start with ldap://, ldaps:// or ldapi://, "
-                          f"not {uri!r}.")
-    if settings.ldap_starttls and uri.startswith("ldaps://"):
-        raise ConfigError("auth.ldap_starttls is for ldap:// URIs; ldaps:// is already TLS.")
-    if not settings.users_base_dn or not ldap.dn.is_dn(settings.users_base_dn):
-        raise ConfigError("auth.users_base_dn must be the DN under which users are searched "
-                          "(e.g. ou=people,dc=example,dc=org).")
-    user_filter = settings.user_filter or "(uid={username})"
-    if USERNAME_PLACEHOLDER not in user_filter or not _parenthesized(user_filter):
-        raise ConfigError("auth.user_filter must be a filter in parentheses containing "
-                          f"{{username}}, such as (uid={{username}}), not {user_filter!r}.")
-    if settings.enabled_filter and not _parenthesized(settings.enabled_filter):
-        raise ConfigError("auth.enabled_filter must be a filter in parentheses, "
-                          f"such as (!(employeeType=disabled)), not {settings.enabled_filter!r}.")
-    for key in ("bind", "admin_bind"):
-        dn, password = getattr(settings, f"{key}_dn"), getattr(settings, f"{key}_password")
-        if dn and not password:
-            raise ConfigError(f"auth.{key}_password is required with auth.{key}_dn "
-                              "(an empty password would bind anonymously).")
-        if password and not dn:
-            raise ConfigError(f"auth.{key}_password is set but auth.{key}_dn is not.")
-        if dn and not ldap.dn.is_dn(dn):
-            raise ConfigError(f"auth.{key}_dn is not a valid DN: {dn!r}.")
-    if settings.new_users_base_dn and not ldap.dn.is_dn(settings.new_users_base_dn):
-        raise ConfigError("auth.new_users_base_dn is not a valid DN.")
-    return {"ldapuri": uri, "users_base_dn": settings.users_base_dn,
-            "user_filter": user_filter}
-
-
-def _parenthesized(text):
-    return text.startswith("(") and text.endswith(")")
-
-
-def _id_map(settings):
-    if not settings.sqluri:
-        raise ConfigError("auth.sqluri (or storage.sqluri) is required by the LDAP backend to "
-                          "keep user ids, unless auth.uid_number_attribute is set.")
-    try:
-        engine = sqldb.create_engine(settings.sqluri, pool_size=settings.pool_size,
-                                     pool_timeout=settings.pool_timeout,
-                                     pool_recycle=settings.pool_recycle)
-    except (sqlalchemy_exc.ArgumentError, ImportError) as error:
-        raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
-    id_map = DirectoryIdMap(engine)
-    try:
-        if settings.create_tables:
-            id_map.create_table()
-        else:
-            id_map.check_table("auth.create_tables")
-    except (ConfigError, AuthUnavailable):
-        id_map.close()
-        raise
-    return id_map

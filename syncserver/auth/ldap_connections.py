@@ -71,6 +71,25 @@ class DirectoryConnector:
         self.starttls = starttls
         self.ca_file = ca_file
 
+    @property
+    def uses_tls(self):
+        """Whether any URI is ``ldaps://`` or StartTLS is on (``ldap://a ldaps://b`` counts)."""
+        return self.starttls or any(part.startswith("ldaps://") for part in self.uri.split())
+
+    @staticmethod
+    def set_tls_options(connection, ca_file):
+        """Verify the certificate (against ``ca_file`` when given, else the system's CAs)
+        and host name, whatever /etc/ldap/ldap.conf or LDAPTLS_* say.
+
+        The options are the connection's own; libldap applies them only to a TLS
+        context made after them, so ``OPT_X_TLS_NEWCTX`` comes last. Raises
+        ``ValueError`` when libldap cannot load ``ca_file``.
+        """
+        if ca_file:
+            connection.set_option(ldap.OPT_X_TLS_CACERTFILE, ca_file)
+        connection.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+        connection.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+
     def open(self, who=None, password=None):
         """A new connection, bound as ``who`` (anonymous when None).
 
@@ -85,11 +104,13 @@ class DirectoryConnector:
             connection.set_option(ldap.OPT_TIMEOUT, self.timeout)
             # python-ldap's synchronous calls wait this long for each result.
             connection.timeout = self.timeout
-            if self.ca_file:
-                connection.set_option(ldap.OPT_X_TLS_CACERTFILE, self.ca_file)
-            if self.uri.startswith("ldaps://") or self.starttls:
-                connection.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
-                connection.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+            if self.uses_tls:
+                try:
+                    self.set_tls_options(connection, self.ca_file)
+                except ValueError as error:
+                    # The CA file was readable at start-up: it was removed or broken since.
+                    raise ldap.CONNECT_ERROR({"desc": "TLS setup failed",
+                                              "info": f"auth.ldap_ca_file: {error}"}) from error
             if self.starttls:
                 try:
                     connection.start_tls_s()

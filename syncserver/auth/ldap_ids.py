@@ -24,7 +24,7 @@ import time
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
 
-from syncserver import migrations, sqldb
+from syncserver import sqldb
 from syncserver.auth import AuthUnavailable
 
 metadata = MetaData()
@@ -55,13 +55,6 @@ class DirectoryIdMap:
         self.engine = engine
         self._lock = threading.Lock()
         self._known = {}
-
-    def create_table(self):
-        """Bring the database to the newest schema, ``ldap_users`` included (the migrations)."""
-        migrations.ensure_schema(self.engine, AuthUnavailable)
-
-    def check_table(self, create_tables_key):
-        migrations.check_schema(self.engine, create_tables_key)
 
     def is_healthy(self):
         try:

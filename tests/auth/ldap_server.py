@@ -5,6 +5,9 @@ The server runs as its own process on a free loopback port, from a
 inetorgperson and nis), loaded with :data:`DIRECTORY` by ``slapadd`` before
 it starts. Tests may stop it, restart it on the same port, or freeze it
 (SIGSTOP) to play a directory that no longer answers.
+
+With ``tls_files`` (certificate, key) it also offers StartTLS on its
+``ldap://`` port and listens on a second port for ``ldaps://``.
 """
 
 import base64
@@ -104,9 +107,11 @@ def directory_ldif():
 class SlapdServer:
     """``slapd`` on a free port; ``stop()``/``start()`` keep the port and the data."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, tls_files=None):
         self.directory = str(directory)
         self.port = free_port()
+        self.tls_files = tls_files
+        self.tls_port = free_port() if tls_files else None
         self.process = None
         self.frozen = False
         self._config = os.path.join(self.directory, "slapd.conf")
@@ -121,13 +126,26 @@ class SlapdServer:
     def uri(self):
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_uri(self):
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self):
+        """The self-signed certificate: the CA file that makes clients trust this server."""
+        return str(self.tls_files[0])
+
     def _write_config(self):
         database = os.path.join(self.directory, "db")
         os.makedirs(database, exist_ok=True)
         schemas = "\n".join(f"include {SCHEMA_DIR}/{name}.schema"
                             for name in ("core", "cosine", "inetorgperson", "nis"))
+        tls = ""
+        if self.tls_files:
+            certificate, key = self.tls_files
+            tls = f"TLSCertificateFile {certificate}\nTLSCertificateKeyFile {key}\n"
         with open(self._config, "w") as config:
-            config.write(schemas + "\n" + textwrap.dedent(f"""\
+            config.write(schemas + "\n" + tls + textwrap.dedent(f"""\
                 pidfile {self.directory}/slapd.pid
                 modulepath {MODULE_DIR}
                 moduleload back_mdb
@@ -157,12 +175,16 @@ class SlapdServer:
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start(self):
+        listeners = self.uri + "/"
+        if self.tls_files:
+            listeners += " " + self.ldaps_uri + "/"
         self.process = subprocess.Popen(
-            [SLAPD, "-f", self._config, "-h", self.uri + "/", "-d", "0"],
+            [SLAPD, "-f", self._config, "-h", listeners, "-d", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_for_port(self.port, process=self.process):
-            self.stop()
-            raise RuntimeError(f"slapd did not start on port {self.port}")
+        for port in filter(None, (self.port, self.tls_port)):
+            if not wait_for_port(port, process=self.process):
+                self.stop()
+                raise RuntimeError(f"slapd did not start on port {port}")
 
     def stop(self):
         """Kill the server (SIGKILL: a crash; mdb keeps what was committed)."""
