@@ -23,7 +23,9 @@ by :func:`translate_errors`; everything else propagates as a bug.
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 
 import sqlalchemy
 from sqlalchemy import event, exc
@@ -115,8 +117,8 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
         # Take transaction control away from the driver: we emit BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -130,6 +132,24 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
             connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enable_wal(cursor):
+    """Switch the file to WAL, retrying while another connection holds it.
+
+    Turning a new file to WAL needs it to itself, and SQLite answers "database
+    is locked" at once, without its busy handler, when two processes (or
+    threads) open a new database at the same moment.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def is_sqlite(engine):
