@@ -271,6 +271,9 @@ class ThrottleSettings:
     lockout_seconds: int = 600
     #: Failures from one address, any account, before a lockout of that address.
     address_max_failures: int = 50
+    #: Addresses never locked out as a whole (the per-address counter); loopback by default.
+    address_exempt: tuple = dataclasses.field(
+        default=LOCAL_NETWORKS, metadata={"parse": lambda key, value: parse_networks(key, value)})
     #: Failures of one account, any address, before a short lockout of untrusted addresses.
     account_max_failures: int = 50
     account_lockout_seconds: int = 60

@@ -11,6 +11,7 @@ Three failure counters are kept per failed login (see
 ``login-address`` (address, any account)
     Catches one address trying many accounts (password spraying):
     ``throttle.address_max_failures``, then ``throttle.lockout_seconds``.
+    Not kept for ``throttle.address_exempt`` (loopback by default).
 ``login-account`` (account, any address)
     Catches guesses at one account spread over many addresses:
     ``throttle.account_max_failures``, then a *short*
@@ -31,6 +32,7 @@ an unknown status is a transient error they retry later. Each refusal is
 logged on ``syncserver.security`` with the username and address.
 """
 
+import ipaddress
 import logging
 import math
 
@@ -63,9 +65,27 @@ class LoginThrottle:
     reachable as ``.throttle`` for the reset-code scope).
     """
 
-    def __init__(self, throttle, trusted_seconds):
+    def __init__(self, throttle, trusted_seconds, address_exempt=()):
         self.throttle = throttle
         self.trusted_seconds = trusted_seconds
+        #: Networks whose addresses are never locked out as a whole (see :meth:`_exempt`).
+        self.address_exempt = tuple(address_exempt)
+
+    def _exempt(self, address):
+        """True for an address the per-address counter leaves alone.
+
+        Loopback by default: behind a reverse proxy that is not in
+        ``global.trusted_proxies`` every client has the proxy's address, and
+        one lockout of it would shut everybody out. The per-account counters
+        still apply to such addresses.
+        """
+        if not self.address_exempt:
+            return False
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self.address_exempt)
 
     @classmethod
     def from_settings(cls, settings):
@@ -83,7 +103,7 @@ class LoginThrottle:
             from syncserver.throttle.sql_store import SQLCounterStore
             store = SQLCounterStore.from_settings(settings)
         return cls(Throttle(store, policies(settings), cache_seconds=settings.cache_seconds),
-                   settings.trusted_seconds)
+                   settings.trusted_seconds, settings.address_exempt)
 
     def check(self, username, address):
         """Seconds this attempt must wait, with the reason; ``(0, None)`` lets it through."""
@@ -91,8 +111,10 @@ class LoginThrottle:
         pair = _pair(username, address)
         counters = throttle.counters(
             [(PAIR, pair), (ADDRESS, address), (ACCOUNT, username), (TRUSTED, pair)])
-        waits = [(throttle.wait(PAIR, counters.get((PAIR, pair))), _REASONS[PAIR]),
-                 (throttle.wait(ADDRESS, counters.get((ADDRESS, address))), _REASONS[ADDRESS])]
+        waits = [(throttle.wait(PAIR, counters.get((PAIR, pair))), _REASONS[PAIR])]
+        if not self._exempt(address):
+            waits.append((throttle.wait(ADDRESS, counters.get((ADDRESS, address))),
+                          _REASONS[ADDRESS]))
         if (TRUSTED, pair) not in counters:
             waits.append((throttle.wait(ACCOUNT, counters.get((ACCOUNT, username))),
                           _REASONS[ACCOUNT]))
@@ -112,7 +134,8 @@ class LoginThrottle:
         """Count a wrong password (or unknown or disabled account)."""
         throttle = self.throttle
         throttle.record_failure(PAIR, _pair(username, address))
-        throttle.record_failure(ADDRESS, address)
+        if not self._exempt(address):
+            throttle.record_failure(ADDRESS, address)
         throttle.record_failure(ACCOUNT, username)
 
     def succeeded(self, username, address):

@@ -132,6 +132,25 @@ def test_spraying_from_one_address_locks_that_address(server, alice):
     server.login(alice, address=OWNER)
 
 
+def test_loopback_is_never_locked_out_as_a_whole(server, alice):
+    """Behind a proxy not listed as trusted, every client is 127.0.0.1."""
+    victims = [register(server.client, f"user{n}@example.com") for n in range(5)]
+    for victim in victims:
+        server.fail(victim, address="127.0.0.1", times=2)
+    server.login(alice, address="127.0.0.1")             # 10 failures, yet alice gets in
+    server.fail(victims[0], address="127.0.0.1", times=1)
+    server.login(victims[0], address="127.0.0.1", status=429)  # per account still applies
+
+
+def test_address_exempt_can_be_emptied(make_server, sqlite_url):
+    server = make_server(sqlite_url, **{"throttle.address_exempt": ""})
+    alice = register(server.client, "alice@example.com")
+    victims = [register(server.client, f"user{n}@example.com") for n in range(4)]
+    for victim in victims:
+        server.fail(victim, address="127.0.0.1", times=2)
+    server.login(alice, address="127.0.0.1", status=429)
+
+
 def test_distributed_guessing_spares_trusted_addresses(server, alice, clock):
     server.login(alice, address=OWNER)                   # OWNER is now trusted for alice
     for n in range(10):
