@@ -211,3 +211,23 @@ class SlapdServer:
     def remove(self):
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def directory_settings(uri, sqluri, **overrides):
+    """``[app:main]`` keys of LDAP auth on the test directory at ``uri`` (read-only mode).
+
+    A key given as ``None`` in ``overrides`` is left out.
+    """
+    settings = {
+        "auth.backend": "ldap",
+        "auth.ldapuri": uri,
+        "auth.bind_dn": SERVICE_DN,
+        "auth.bind_password": SERVICE_PASSWORD,
+        "auth.users_base_dn": PEOPLE_DN,
+        "auth.enabled_filter": ENABLED_FILTER,
+        "auth.ldap_timeout": "2",
+        "auth.sqluri": sqluri,
+        "auth.create_tables": "true",
+    }
+    settings.update(overrides)
+    return {key: value for key, value in settings.items() if value is not None}

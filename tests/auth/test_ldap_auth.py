@@ -22,28 +22,14 @@ from tests.auth.ldap_server import (
     ALICE,
     BOB_DISABLED,
     CAROL_SPECIAL,
-    ENABLED_FILTER,
-    PEOPLE_DN,
-    SERVICE_DN,
-    SERVICE_PASSWORD,
     ZOE_UNICODE,
+    directory_settings,
 )
 
 
 def ldap_settings(server, sqluri, **overrides):
-    settings = {
-        "auth.backend": "ldap",
-        "auth.ldapuri": server.uri,
-        "auth.bind_dn": SERVICE_DN,
-        "auth.bind_password": SERVICE_PASSWORD,
-        "auth.users_base_dn": PEOPLE_DN,
-        "auth.enabled_filter": ENABLED_FILTER,
-        "auth.ldap_timeout": "2",
-        "auth.sqluri": sqluri,
-        "auth.create_tables": "true",
-    }
-    settings.update(overrides)
-    return {key: value for key, value in settings.items() if value is not None}
+    """``[app:main]`` keys for ``server`` (a running SlapdServer) in read-only mode."""
+    return directory_settings(server.uri, sqluri, **overrides)
 
 
 @pytest.fixture

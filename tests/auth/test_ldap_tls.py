@@ -15,25 +15,9 @@ from syncserver.app import make_app
 from syncserver.auth import AuthUnavailable
 from syncserver.errors import ConfigError
 from syncserver.settings import parse_settings
-from tests.auth.ldap_server import ALICE, ENABLED_FILTER, PEOPLE_DN, SERVICE_DN, SERVICE_PASSWORD
+from tests.auth.ldap_server import ALICE, directory_settings
 from tests.services import free_port, self_signed_certificate
 from tests.support import basic_auth
-
-
-def tls_settings(uri, sqluri, **overrides):
-    settings = {
-        "auth.backend": "ldap",
-        "auth.ldapuri": uri,
-        "auth.bind_dn": SERVICE_DN,
-        "auth.bind_password": SERVICE_PASSWORD,
-        "auth.users_base_dn": PEOPLE_DN,
-        "auth.enabled_filter": ENABLED_FILTER,
-        "auth.ldap_timeout": "2",
-        "auth.sqluri": sqluri,
-        "auth.create_tables": "true",
-    }
-    settings.update(overrides)
-    return {key: value for key, value in settings.items() if value is not None}
 
 
 @pytest.fixture
@@ -41,7 +25,7 @@ def make_auth(ldap_tls_server, sqlite_url):
     built = []
 
     def build(uri, **overrides):
-        parsed = parse_settings(tls_settings(uri, sqlite_url, **overrides))
+        parsed = parse_settings(directory_settings(uri, sqlite_url, **overrides))
         backend = parsed.auth.backend.from_settings(parsed.auth)
         built.append(backend)
         return backend
@@ -112,7 +96,7 @@ def test_certificate_problems_are_unavailable_never_a_refusal(
 
 
 def test_untrusted_certificate_is_a_503_over_http(ldap_tls_server, sqlite_url):
-    settings = tls_settings(ldap_tls_server.ldaps_uri, sqlite_url, **{
+    settings = directory_settings(ldap_tls_server.ldaps_uri, sqlite_url, **{
         "storage.sqluri": sqlite_url, "storage.create_tables": "true",
         "global.retry_after": "120"})
     wsgi_app = make_app({}, **settings)
