@@ -253,11 +253,11 @@ def breakdown(app, workdir, count):
     from webob import Request, Response
 
     from syncserver import routing
-    from syncserver.auth.basic import authenticate_request
     from syncserver.protocol import formats
     from syncserver.protocol.timestamps import now_centiseconds
     from syncserver.protocol.wbo import parse_wbo
     from syncserver.storage import ItemQuery
+    from syncserver.web.basic_auth import authenticate_request
 
     storage, auth = app.storage, app.auth
     controller = app.controllers["storage"]

@@ -3,7 +3,7 @@
 The path of a request: :mod:`syncserver.routing` finds the route, Basic auth
 runs when the route needs it, the controller method answers through the
 backend interfaces. On a storage node (``nodes.this_node``), storage routes
-also pass :class:`~syncserver.nodes.guard.NodeGuard` (downed node, user
+also pass :class:`~syncserver.web.node_guard.NodeGuard` (downed node, user
 assigned elsewhere). Everything a response needs on the way out
 (``X-Weave-Timestamp``, ``X-Weave-Backoff``, 503 for a backend that is down,
 500 with a crash id for a bug) is added here, once, for every route, and
@@ -15,21 +15,16 @@ import time
 
 from webob import Request, exc
 
-from syncserver import metrics, proxies, routing
-from syncserver.accesslog import AccessLogMiddleware
-from syncserver.auth.basic import CLIENT_ADDRESS_KEY, authenticate_request
-from syncserver.auth.password_reset import NoThrottle, PasswordReset
-from syncserver.auth.reset_codes import ResetCodeStore
+from syncserver import metrics, routing
+from syncserver.accounts.mail import Mailer
+from syncserver.accounts.password_reset import NoThrottle, PasswordReset
+from syncserver.accounts.reset_codes import ResetCodeStore
 from syncserver.controllers.misc import MiscController
 from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
-from syncserver.crashes import crash_response
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dependency, Heartbeat
-from syncserver.mail import Mailer
-from syncserver.metrics.endpoint import MetricsEndpoint
-from syncserver.nodes.guard import NodeGuard
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
 from syncserver.settings import parse_settings
 from syncserver.throttle.login import (
@@ -39,6 +34,13 @@ from syncserver.throttle.login import (
     LoginThrottle,
     ResetMailLimit,
 )
+from syncserver.web import proxies
+from syncserver.web.access_log import AccessLogMiddleware
+from syncserver.web.basic_auth import authenticate_request
+from syncserver.web.crashes import crash_response
+from syncserver.web.metrics_endpoint import MetricsEndpoint
+from syncserver.web.node_guard import NodeGuard
+from syncserver.web.request_context import CLIENT_ADDRESS_KEY
 
 logger = logging.getLogger("syncserver")
 

@@ -6,7 +6,7 @@
 Each line is one object: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
 ``message``, ``exception`` (the traceback, when there is one), and any field
 the code attached to the record, such as ``crash_id`` and ``status`` on the
-500/503 lines of :mod:`syncserver.crashes`. What the server logs never holds
+500/503 lines of :mod:`syncserver.web.crashes`. What the server logs never holds
 a password or an Authorization header, so neither does a JSON line.
 """
 

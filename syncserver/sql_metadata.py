@@ -9,7 +9,8 @@ package holds a ``MetaData`` that is not registered here.
 
 from sqlalchemy import MetaData
 
-from syncserver.auth import credential_changes, ldap_ids, reset_codes
+from syncserver.accounts import reset_codes
+from syncserver.auth import credential_changes, ldap_ids
 from syncserver.auth import sql as auth_sql
 from syncserver.nodes import sql as nodes_sql
 from syncserver.storage import sql_schema

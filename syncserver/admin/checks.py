@@ -116,7 +116,7 @@ def check_smtp(context):
     smtp = context.settings.smtp
     if not smtp.host:
         return None
-    from syncserver.mail import Mailer, MailUnavailable
+    from syncserver.accounts.mail import Mailer, MailUnavailable
 
     steps = ["EHLO"] + (["STARTTLS"] if smtp.starttls and not smtp.ssl else []) + (
         ["login"] if smtp.user else [])

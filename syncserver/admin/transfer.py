@@ -7,10 +7,10 @@ import sys
 from sqlalchemy import exc
 
 from syncserver.admin.context import AdminError
-from syncserver.migration import MigrationError, import_accounts
-from syncserver.migration.export_file import read_export, write_export
-from syncserver.migration.mozilla_sync11 import COLLECTION_TABLES, MozillaSync11Source
-from syncserver.migration.weave_minimal import WeaveMinimalSource
+from syncserver.importers import MigrationError, import_accounts
+from syncserver.importers.export_file import read_export, write_export
+from syncserver.importers.mozilla_sync11 import COLLECTION_TABLES, MozillaSync11Source
+from syncserver.importers.weave_minimal import WeaveMinimalSource
 
 SOURCES = {"mozilla-sync11": "a database URL of Mozilla's Sync 1.1 server",
            "weave-minimal": "a weave-minimal data directory"}

@@ -12,7 +12,7 @@
 When the accounts live in a read-only directory (``auth.manages_accounts``
 false) both pages say so instead of showing a form, and change nothing.
 
-Every form is CSRF-protected (:mod:`syncserver.csrf`); every page forbids
+Every form is CSRF-protected (:mod:`syncserver.web.csrf`); every page forbids
 framing, scripts and caching, and sends no Referer elsewhere (the reset
 link's key is in the URL). Wrong passwords and codes go to the security log
 and through the shared throttle.
@@ -23,8 +23,8 @@ import logging
 from webob import Response, exc
 
 from syncserver import templating
-from syncserver.auth.basic import client_address
-from syncserver.auth.password_reset import (
+from syncserver.accounts.mail import MailUnavailable
+from syncserver.accounts.password_reset import (
     InvalidResetCode,
     NoEmailAddress,
     NoThrottle,
@@ -34,9 +34,9 @@ from syncserver.auth.password_reset import (
     describe_duration,
 )
 from syncserver.auth.usernames import extract_username, is_weak_password
-from syncserver.csrf import CSRFGuard, derive_secret
-from syncserver.mail import MailUnavailable
-from syncserver.urls import public_base_url
+from syncserver.web.csrf import CSRFGuard, derive_secret
+from syncserver.web.public_url import public_base_url
+from syncserver.web.request_context import client_address
 
 logger = logging.getLogger("syncserver")
 security_log = logging.getLogger("syncserver.security")

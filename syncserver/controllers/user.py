@@ -25,15 +25,14 @@ import logging
 
 from webob import Response, exc
 
-from syncserver.auth import AccountsManagedElsewhere, RegistrationClosed, UserExists
-from syncserver.auth.basic import authenticate_request, client_address
-from syncserver.auth.password_reset import (
+from syncserver.accounts.password_reset import (
     InvalidResetCode,
     NoEmailAddress,
     TooManyAttempts,
     TooManyResetMails,
     UnknownAccount,
 )
+from syncserver.auth import AccountsManagedElsewhere, RegistrationClosed, UserExists
 from syncserver.auth.usernames import (
     extract_username,
     is_valid_email,
@@ -43,7 +42,9 @@ from syncserver.auth.usernames import (
 from syncserver.controllers.bodies import read_json_body, read_text_body
 from syncserver.protocol import respcodes
 from syncserver.protocol.respcodes import WeaveError
-from syncserver.urls import public_base_url
+from syncserver.web.basic_auth import authenticate_request
+from syncserver.web.public_url import public_base_url
+from syncserver.web.request_context import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class UserController:
         self.storage = storage
         self.nodes = nodes
         self.assignment = settings.nodes.assignment
-        #: A :class:`~syncserver.auth.password_reset.PasswordReset`; None when SMTP is not set up.
+        #: A :class:`~syncserver.accounts.password_reset.PasswordReset` (None: no SMTP).
         self.password_reset = password_reset
         self.captcha = captcha
         #: The login throttle (None when ``throttle.enabled`` is false).

@@ -23,7 +23,7 @@ class Recorder:
         """A request answered by ``route`` (``controller.action``) with ``status``."""
 
     def crash(self, status):
-        """A 500 or 503 answered with a crash id (see :mod:`syncserver.crashes`)."""
+        """A 500 or 503 answered with a crash id (see :mod:`syncserver.web.crashes`)."""
 
     def backend_unavailable(self, service):
         """A service (``storage``, ``auth``, ``storage_cache``...) failed to answer."""

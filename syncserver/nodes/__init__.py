@@ -5,7 +5,7 @@ keeps a list of nodes and, per user, the node it was given. The User API
 (``GET /user/1.0/<u>/node/weave``) asks :meth:`NodeBackend.assign_node`; a
 storage node asks :meth:`NodeBackend.assigned_node` to refuse users assigned
 elsewhere (``auth.check_node``) and :meth:`NodeBackend.get_node` for its own
-``downed`` and ``backoff`` flags (see :mod:`syncserver.nodes.guard`).
+``downed`` and ``backoff`` flags (see :mod:`syncserver.web.node_guard`).
 
 The assignment rule every backend follows: among the nodes that are
 ``available`` and not ``downed`` and whose ``current_load`` is below their

@@ -197,7 +197,7 @@ class GuessThrottle:
     """One scope of guesses (reset codes, delete-account passwords) for the HTML flows.
 
     Gives the ``check(key)`` / ``failure(key)`` / ``success(key)`` shape that
-    :class:`syncserver.auth.password_reset.PasswordReset` and the pages use,
+    :class:`syncserver.accounts.password_reset.PasswordReset` and the pages use,
     counted in ``scope`` (:data:`RESET_CODE` or :data:`DELETE_ACCOUNT`) of the
     shared :class:`Throttle`.
     """

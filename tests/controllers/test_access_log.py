@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from syncserver.accesslog import AccessLogMiddleware
+from syncserver.web.access_log import AccessLogMiddleware
 from tests.controllers.conftest import register
 
 COMBINED = re.compile(

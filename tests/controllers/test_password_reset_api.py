@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 import sqlalchemy
 
-from syncserver.auth.reset_codes import reset_codes
+from syncserver.accounts.reset_codes import reset_codes
 from tests.controllers.conftest import register
 from tests.services import free_port
 from tests.support import basic_auth

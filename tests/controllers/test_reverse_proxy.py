@@ -5,9 +5,9 @@ import logging
 import pytest
 from webob import Request
 
-from syncserver.proxies import client_address
 from syncserver.settings import parse_networks, parse_settings
-from syncserver.urls import public_base_url
+from syncserver.web.proxies import client_address
+from syncserver.web.public_url import public_base_url
 from tests.controllers.conftest import register
 
 TRUSTED = parse_networks("test", "10.0.0.0/8 ::1")

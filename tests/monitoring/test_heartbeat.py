@@ -7,9 +7,9 @@ import threading
 import pytest
 import webtest
 
+from syncserver.accounts.mail import Mailer
 from syncserver.app import make_app
 from syncserver.health import Dependency, Heartbeat
-from syncserver.mail import Mailer
 from syncserver.settings import SMTPSettings
 from tests.services import SMTPServer, free_port
 from tests.support import app_settings

@@ -24,7 +24,7 @@ import urllib.parse
 
 from webob import exc
 
-from syncserver.auth.basic import client_address
+from syncserver.web.request_context import client_address
 
 security_log = logging.getLogger("syncserver.security")
 

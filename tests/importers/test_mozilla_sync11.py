@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy
 
 from syncserver.protocol.timestamps import format_timestamp
-from tests.migration.conftest import Server, run_admin, write_ini
+from tests.importers.conftest import Server, run_admin, write_ini
 from tests.support import basic_auth
 
 SALT = b"abcd1234"

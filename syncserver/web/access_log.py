@@ -17,8 +17,8 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote, urlencode
 
-from syncserver.auth.basic import USERNAME_KEY
-from syncserver.proxies import client_address
+from syncserver.web.proxies import client_address
+from syncserver.web.request_context import USERNAME_KEY
 
 access_log = logging.getLogger("syncserver.access")
 

@@ -105,7 +105,7 @@ class PasswordReset:
         anything is issued (the API's captcha, in the reference's order).
         Raises :class:`~syncserver.auth.AccountsManagedElsewhere`,
         :class:`UnknownAccount`, :class:`NoEmailAddress`,
-        :class:`TooManyResetMails`, and :class:`~syncserver.mail.MailUnavailable`
+        :class:`TooManyResetMails`, and :class:`~syncserver.accounts.mail.MailUnavailable`
         when the mail server fails.
         """
         self._check_manages_passwords()

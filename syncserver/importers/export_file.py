@@ -18,7 +18,7 @@ included so the account keeps its password: keep export files private.
 import dataclasses
 import json
 
-from syncserver.migration import MigrationError, SourceAccount, SourceCollection
+from syncserver.importers import MigrationError, SourceAccount, SourceCollection
 from syncserver.protocol.wbo import is_valid_collection, is_valid_item_id
 from syncserver.storage import StoredRecord
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from syncserver.mail import Mailer, MailUnavailable
+from syncserver.accounts.mail import Mailer, MailUnavailable
 from syncserver.settings import SMTPSettings
 from tests.services import SMTPServer, free_port, self_signed_certificate
 

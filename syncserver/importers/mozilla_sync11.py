@@ -16,7 +16,7 @@ import time
 import sqlalchemy
 from sqlalchemy import exc
 
-from syncserver.migration import MigrationError, SourceAccount, SourceCollection
+from syncserver.importers import MigrationError, SourceAccount, SourceCollection
 from syncserver.protocol.wbo import is_valid_collection
 from syncserver.storage import NEVER_EXPIRES, StoredRecord
 

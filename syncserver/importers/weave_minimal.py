@@ -16,7 +16,7 @@ import sqlite3
 import time
 
 from syncserver.auth.passwords import WEAVE_MINIMAL_PREFIX
-from syncserver.migration import MigrationError, SourceAccount, SourceCollection
+from syncserver.importers import MigrationError, SourceAccount, SourceCollection
 from syncserver.protocol.wbo import is_valid_collection
 from syncserver.storage import NEVER_EXPIRES, StoredRecord
 

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import service_missing
-from tests.migration.conftest import Server, run_admin, write_ini
+from tests.importers.conftest import Server, run_admin, write_ini
 from tests.services import free_port, wait_for_port
 from tests.support import basic_auth, sync_username
 

@@ -18,6 +18,7 @@ from webob import exc
 
 from syncserver import metrics
 from syncserver.auth.usernames import extract_username
+from syncserver.web.request_context import USERNAME_KEY, client_address
 
 security_log = logging.getLogger("syncserver.security")
 
@@ -100,18 +101,3 @@ def _log(request, username, reason):
     security_log.warning("AuthFail: %s for user %r from %s on %s %s",
                          reason, username, client_address(request),
                          request.method, request.path_info)
-
-
-#: Where the application leaves the client's address, as trusted proxies report it.
-CLIENT_ADDRESS_KEY = "syncserver.client_address"
-#: Where a successful login leaves the username, for the access log.
-USERNAME_KEY = "syncserver.username"
-
-
-def client_address(request):
-    """The client's address as the application resolved it, else the peer.
-
-    ``X-Forwarded-For`` counts only through a trusted proxy, so the app
-    resolves it (:func:`syncserver.proxies.client_address`) and stores it.
-    """
-    return request.environ.get(CLIENT_ADDRESS_KEY) or request.remote_addr or "-"

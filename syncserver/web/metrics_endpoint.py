@@ -2,7 +2,7 @@
 
 Anyone else gets the very 404 an unknown path gets, so the page cannot be
 found by probing. A scraper is allowed when the client's address (as trusted
-proxies report it, see :mod:`syncserver.proxies`) is in
+proxies report it, see :mod:`syncserver.web.proxies`) is in
 ``metrics.allowed_addresses`` and, when ``metrics.token`` is set, it sends
 ``Authorization: Bearer <token>``.
 """
@@ -12,7 +12,7 @@ import ipaddress
 
 from webob import Response, exc
 
-from syncserver.auth.basic import client_address
+from syncserver.web.request_context import client_address
 
 
 class MetricsEndpoint:

@@ -2,7 +2,7 @@
 
 import sqlalchemy
 
-from syncserver.auth.reset_codes import CODE_RE, ResetCodeStore, reset_codes
+from syncserver.accounts.reset_codes import CODE_RE, ResetCodeStore, reset_codes
 
 
 class Clock:

@@ -7,8 +7,8 @@ from webob import Request, exc
 
 from syncserver.auth import User
 from syncserver.nodes import NodesUnavailable
-from syncserver.nodes.guard import NodeGuard
 from syncserver.nodes.sql import SQLNodes
+from syncserver.web.node_guard import NodeGuard
 
 A = "https://a.example.org/"
 B = "https://b.example.org/"
@@ -91,7 +91,7 @@ def test_last_known_flags_survive_a_failed_read(guard, real, counting, clock, ca
     assert guard.admit(request()) == 30
     counting.down = True
     clock.now += 5
-    with caplog.at_level(logging.WARNING, "syncserver.nodes.guard"):
+    with caplog.at_level(logging.WARNING, "syncserver.web.node_guard"):
         assert guard.admit(request()) == 30
     assert "keeping the last known" in caplog.text
     clock.now += 1

@@ -25,8 +25,8 @@ import time
 
 from webob import exc
 
-from syncserver.auth.basic import client_address
 from syncserver.nodes import NodesUnavailable
+from syncserver.web.request_context import client_address
 
 logger = logging.getLogger(__name__)
 security_log = logging.getLogger("syncserver.security")

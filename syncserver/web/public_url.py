@@ -2,7 +2,7 @@
 
 from urllib.parse import quote
 
-from syncserver.proxies import forwarded_origin
+from syncserver.web.proxies import forwarded_origin
 
 
 def public_base_url(request, global_settings):

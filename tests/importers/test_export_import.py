@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.migration.conftest import Server, run_admin, write_ini
+from tests.importers.conftest import Server, run_admin, write_ini
 from tests.support import basic_auth
 
 USERNAME = "exportme"
