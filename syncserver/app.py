@@ -1,32 +1,39 @@
-"""The WSGI application: :func:`make_app` builds it, :class:`SyncServerApp` runs requests.
+"""The composition root: everything the server runs, built from its settings, in one place.
 
-The path of a request: :mod:`syncserver.routing` finds the route, Basic auth
-runs when the route needs it, the controller method answers through the
-backend interfaces. On a storage node (``nodes.this_node``), storage routes
-also pass :class:`~syncserver.web.node_guard.NodeGuard` (downed node, user
-assigned elsewhere). Everything a response needs on the way out
-(``X-Weave-Timestamp``, ``X-Weave-Backoff``, 503 for a backend that is down,
-500 with a crash id for a bug) is added here, once, for every route, and
-so are the request metrics when ``metrics.enabled`` is on.
+:func:`make_app` is the PasteDeploy app factory (``use = egg:syncserver``).
+:func:`build_components` builds the backends every entry point shares (the
+server, ``syncserver-admin``): one :class:`~syncserver.db.Database` per SQL
+URL handed to every backend configured with it, the configured auth backend
+behind :class:`~syncserver.auth.cached.CachedAuth`, and, once all are built,
+each database's schema created or checked (:func:`prepare_schemas`).
+:func:`build_app` adds the web layer and the controllers around them and
+returns the :class:`~syncserver.web.dispatcher.SyncServerApp`.
+
+Nothing else in the package decides what to build from settings: backends
+receive what they need, controllers receive backends.
 """
 
+import dataclasses
 import logging
-import time
 
-from webob import Request, exc
-
-from syncserver import metrics, routing
+from syncserver import metrics, migrations, plugins
 from syncserver.accounts.mail import Mailer
 from syncserver.accounts.password_reset import NoThrottle, PasswordReset
 from syncserver.accounts.reset_codes import ResetCodeStore
+from syncserver.auth import AuthBackend
+from syncserver.auth.cached import CachedAuth
+from syncserver.auth.credential_changes import ChangeFeed
+from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.controllers.misc import MiscController
 from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.user import UserController
+from syncserver.db import DatabaseRegistry
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dependency, Heartbeat
-from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
+from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings
+from syncserver.storage import StorageBackend
 from syncserver.throttle.login import (
     DELETE_ACCOUNT,
     RESET_CODE,
@@ -34,20 +41,12 @@ from syncserver.throttle.login import (
     LoginThrottle,
     ResetMailLimit,
 )
-from syncserver.web import proxies
 from syncserver.web.access_log import AccessLogMiddleware
-from syncserver.web.basic_auth import authenticate_request
-from syncserver.web.crashes import crash_response
+from syncserver.web.dispatcher import SyncServerApp
 from syncserver.web.metrics_endpoint import MetricsEndpoint
 from syncserver.web.node_guard import NodeGuard
-from syncserver.web.request_context import CLIENT_ADDRESS_KEY
 
 logger = logging.getLogger("syncserver")
-
-#: Where :meth:`SyncServerApp.handle` leaves the matched :class:`~syncserver.routing.Route`.
-ROUTE_KEY = "syncserver.route"
-#: The route label of requests that matched no route (404, 405).
-UNMATCHED = "unmatched"
 
 
 def make_app(global_conf=None, **settings):
@@ -69,165 +68,199 @@ def make_app(global_conf=None, **settings):
     return app
 
 
-def build_app(settings):
-    """Build the application from ``[app:main]`` keys; raises :class:`ConfigError`."""
-    parsed = parse_settings(settings)
-    storage = parsed.storage.backend.from_settings(parsed.storage)
-    auth = parsed.auth.backend.from_settings(parsed.auth)
-    nodes = parsed.nodes.backend.from_settings(parsed.nodes) if parsed.nodes.in_use else None
-    reset_codes = None
-    if parsed.smtp.host:
-        reset_codes = ResetCodeStore.from_settings(parsed.reset)
-    captcha = parsed.captcha.backend.from_settings(parsed.captcha) if parsed.captcha.use else None
-    login_throttle = LoginThrottle.from_settings(parsed.throttle)
-    return SyncServerApp(parsed, storage, auth, nodes=nodes, reset_codes=reset_codes,
-                         captcha=captcha, login_throttle=login_throttle)
+@dataclasses.dataclass
+class Components:
+    """The backends of one process, as :func:`build_components` made them.
 
-
-class SyncServerApp:
-    """Routes each request to a controller method and finishes its response.
-
-    ``nodes`` (a :class:`~syncserver.nodes.NodeBackend`) is None on a single
-    server that hands out no node but its own. ``reset_codes`` (a
-    :class:`ResetCodeStore`) turns password reset on; it is None when
-    ``smtp.host`` is not set. ``captcha`` is the registration captcha (None
-    when ``captcha.use`` is false). ``login_throttle`` (a
-    :class:`~syncserver.throttle.login.LoginThrottle`, None when
-    ``throttle.enabled`` is false) refuses repeated failed logins, and through
-    :class:`~syncserver.throttle.login.GuessThrottle` repeated wrong reset
-    codes and delete-account passwords.
-
-    With ``metrics.enabled``, ``metrics`` is the process's
-    :class:`~syncserver.metrics.prometheus.PrometheusRecorder` (None otherwise).
+    Optional ones are None when not configured: ``nodes`` (no node list),
+    ``reset_codes``/``mailer``/``password_reset`` (no ``smtp.host``),
+    ``captcha`` (``captcha.use`` false), ``login_throttle`` (throttling off).
     """
 
-    def __init__(self, settings, storage, auth, *, nodes=None, reset_codes=None, captcha=None,
-                 login_throttle=None):
-        self.settings = settings
-        self.storage = storage
-        self.auth = auth
-        self.nodes = nodes
-        self.node_guard = None
-        if nodes is not None and settings.nodes.this_node:
-            self.node_guard = NodeGuard(
-                nodes, settings.nodes.this_node, check_node=settings.auth.check_node,
-                cache_seconds=settings.nodes.cache_seconds,
-                retry_after=settings.global_.retry_after)
-        self.captcha = captcha
-        self.throttle = login_throttle
-        self.reset_codes = reset_codes
-        self.password_reset = None
-        mailer = Mailer(settings.smtp) if reset_codes is not None else None
-        if reset_codes is not None:
-            self.password_reset = PasswordReset(
-                auth, reset_codes, mailer, _guesses(login_throttle, RESET_CODE),
-                ResetMailLimit(login_throttle.throttle) if login_throttle else None)
-        self.heartbeat = Heartbeat(_dependencies(storage, auth, nodes, reset_codes, mailer,
-                                                 login_throttle))
-        self.metrics = self.metrics_endpoint = None
-        if settings.metrics.enabled:
-            from syncserver.metrics.prometheus import PrometheusRecorder
-
-            self.metrics = PrometheusRecorder()
-            self.metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics)
-            metrics.install(self.metrics)
-        self.mapper = routing.build_mapper()
-        self.controllers = {
-            "storage": StorageController(storage, settings.storage),
-            "user": UserController(auth, storage, settings, nodes=nodes,
-                                   password_reset=self.password_reset, captcha=captcha,
-                                   throttle=login_throttle),
-            "pages": PagesController(auth, storage, settings, self.password_reset,
-                                     _guesses(login_throttle, DELETE_ACCOUNT)),
-            "misc": MiscController(self.heartbeat, captcha=captcha),
-        }
-
-    def __call__(self, environ, start_response):
-        recorder = self.metrics
-        started = time.perf_counter() if recorder is not None else 0.0
-        request = Request(environ)
-        request.server_time = now_centiseconds()
-        environ[CLIENT_ADDRESS_KEY] = proxies.client_address(
-            environ, self.settings.global_.trusted_proxies)
-        try:
-            response = self.handle(request)
-        except exc.HTTPException as error:
-            response = _plain_error(error, environ)
-        except BackendUnavailable as error:
-            response = crash_response(
-                request, 503, error, retry_after=self.settings.global_.retry_after)
-            if recorder is not None:
-                recorder.backend_unavailable(error.service)
-                recorder.crash(503)
-        except Exception as error:
-            response = crash_response(request, 500, error)
-            if recorder is not None:
-                recorder.crash(500)
-        if recorder is not None:
-            route = environ.get(ROUTE_KEY)
-            recorder.request(f"{route.controller}.{route.action}" if route else UNMATCHED,
-                             response.status_code, time.perf_counter() - started)
-        backoff = getattr(request, "node_backoff", 0)
-        if backoff and "X-Weave-Backoff" not in response.headers:
-            response.headers["X-Weave-Backoff"] = str(backoff)
-        if "X-Weave-Timestamp" not in response.headers:
-            response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)
-        return response(environ, start_response)
-
-    def handle(self, request):
-        """Match, authenticate and dispatch; controllers raise WebOb errors freely."""
-        try:
-            path = request.path_info
-        except UnicodeDecodeError:
-            raise exc.HTTPNotFound("The path is not valid UTF-8.") from None
-        path = path.rstrip("/") or "/"
-        if self.metrics_endpoint is not None and path == self.metrics_endpoint.path:
-            return self.metrics_endpoint.serve(request)
-        route, arguments = routing.match(self.mapper, request.method, path)
-        if route is None:
-            if arguments:
-                raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
-            raise exc.HTTPNotFound()
-        request.environ[ROUTE_KEY] = route
-        guarded = route.controller == "storage" and self.node_guard is not None
-        if guarded:
-            request.node_backoff = self.node_guard.admit(request)
-        if route.needs_auth:
-            request.sync_user = authenticate_request(
-                request, self.auth, arguments.get("username"), self.throttle)
-        if guarded:
-            self.node_guard.check_user(request, request.sync_user)
-        action = getattr(self.controllers[route.controller], route.action)
-        return action(request, **arguments)
+    settings: object
+    databases: DatabaseRegistry
+    storage: StorageBackend = None
+    auth: AuthBackend = None
+    nodes: NodeBackend = None
+    reset_codes: ResetCodeStore = None
+    mailer: Mailer = None
+    password_reset: PasswordReset = None
+    captcha: object = None
+    login_throttle: LoginThrottle = None
 
     def close(self):
-        """Release the backends' connections (tests and clean shutdowns)."""
-        if self.metrics is not None:
-            metrics.uninstall(self.metrics)
-        self.heartbeat.close()
-        self.storage.close()
-        self.auth.close()
-        for optional in (self.nodes, self.reset_codes, self.captcha, self.throttle):
-            if optional is not None:
-                optional.close()
+        """Close every backend, then the shared databases."""
+        for backend in (self.storage, self.auth, self.nodes, self.reset_codes, self.captcha,
+                        self.login_throttle):
+            if backend is not None:
+                backend.close()
+        self.databases.close()
 
 
-def _dependencies(storage, auth, nodes, reset_codes, mailer, login_throttle):
+def build_app(raw_settings):
+    """The WSGI application for ``[app:main]`` keys; raises :class:`ConfigError`."""
+    settings = parse_settings(raw_settings)
+    components = build_components(settings)
+    try:
+        return _assemble(settings, components)
+    except BaseException:
+        components.close()
+        raise
+
+
+def build_components(settings, *, credentials_cache_seconds=None, allow_new_users=None,
+                     create_tables=None):
+    """Every backend the settings name, sharing one database per URL, schemas prepared.
+
+    The keyword arguments override settings for tools: ``syncserver-admin``
+    remembers no logins, may add accounts when registration is closed, and
+    never creates tables (``db upgrade`` does). Raises :class:`ConfigError`
+    (a closing everything built so far).
+    """
+    if allow_new_users is not None:
+        settings = dataclasses.replace(settings, auth=dataclasses.replace(
+            settings.auth, allow_new_users=allow_new_users))
+    if create_tables is not None:
+        settings = with_create_tables(settings, create_tables)
+    databases = declare_databases(settings)
+    components = Components(settings, databases)
+    try:
+        components.storage = plugins.open_backend(
+            StorageBackend, settings.storage.backend, settings.storage, databases)
+        components.auth = cached_auth(
+            plugins.open_backend(AuthBackend, settings.auth.backend, settings.auth, databases),
+            settings.auth, databases, credentials_cache_seconds)
+        if settings.nodes.in_use:
+            components.nodes = plugins.open_backend(
+                NodeBackend, settings.nodes.backend, settings.nodes, databases)
+        if settings.smtp.host:
+            components.reset_codes = ResetCodeStore.from_settings(settings.reset, databases)
+            components.mailer = Mailer(settings.smtp)
+        if settings.captcha.use:
+            components.captcha = settings.captcha.backend.from_settings(settings.captcha)
+        components.login_throttle = LoginThrottle.from_settings(settings.throttle, databases)
+        if components.reset_codes is not None:
+            throttle = components.login_throttle
+            components.password_reset = PasswordReset(
+                components.auth, components.reset_codes, components.mailer,
+                _guesses(throttle, RESET_CODE),
+                ResetMailLimit(throttle.throttle) if throttle else None)
+        prepare_schemas(databases)
+    except BaseException:
+        components.close()
+        raise
+    return components
+
+
+def declare_databases(settings):
+    """A :class:`DatabaseRegistry` knowing the pool options of every SQL URL of ``settings``.
+
+    Backends on one URL share its pool: the largest pool any of them asks
+    for, and the timeouts of the first section naming it (storage first).
+    """
+    databases = DatabaseRegistry()
+    for section in (settings.storage, settings.auth, settings.nodes):
+        if section.sqluri:
+            options = dict(pool_size=section.pool_size, pool_timeout=section.pool_timeout,
+                           pool_recycle=section.pool_recycle)
+            for name in ("connect_timeout", "query_timeout"):
+                if hasattr(section, name):
+                    options[name] = getattr(section, name)
+            databases.declare(section.sqluri, **options)
+    return databases
+
+
+def prepare_schemas(databases):
+    """Create or upgrade (a ``create_tables`` key on) or check each database's schema.
+
+    A database that is down passes the check: the server starts and answers
+    503 until it comes back.
+    """
+    for use in databases.uses():
+        if use.prepared_keys == use.keys:
+            continue
+        if use.create_tables:
+            migrations.ensure_schema(use.database)
+        else:
+            migrations.check_schema(use.database, use.keys[0].rsplit(".", 1)[0]
+                                    + ".create_tables")
+        use.prepared_keys = list(use.keys)
+
+
+def cached_auth(backend, settings, databases, cache_seconds=None):
+    """``backend`` behind :class:`CachedAuth`: logins remembered, changes announced everywhere."""
+    seconds = settings.credentials_cache_seconds if cache_seconds is None else cache_seconds
+    cache = CredentialsCache(seconds, settings.credentials_cache_secret or None)
+    feed = versions = None
+    if settings.sqluri:
+        feed = ChangeFeed(databases.database(settings.sqluri, "auth.sqluri",
+                                             settings.create_tables),
+                          seconds, poll_seconds=settings.changes_poll_seconds)
+    if settings.redis_url:
+        try:
+            from syncserver.auth.credential_versions import CredentialVersions
+
+            versions = CredentialVersions.from_url(settings.redis_url, seconds)
+        except ImportError as error:
+            raise ConfigError(f"auth.redis_url needs redis-py: pip install "
+                              f"'syncserver[redis]' ({error}).") from None
+        except ValueError as error:
+            raise ConfigError(f"auth.redis_url is not a usable Redis URL: {error}") from None
+    return CachedAuth(backend, cache, versions=versions, feed=feed)
+
+
+def _assemble(settings, components):
+    """The web layer and the controllers around ready components."""
+    node_guard = None
+    if components.nodes is not None and settings.nodes.this_node:
+        node_guard = NodeGuard(
+            components.nodes, settings.nodes.this_node, check_node=settings.auth.check_node,
+            cache_seconds=settings.nodes.cache_seconds,
+            retry_after=settings.global_.retry_after)
+    heartbeat = Heartbeat(_dependencies(components))
+    recorder = endpoint = None
+    if settings.metrics.enabled:
+        from syncserver.metrics.prometheus import PrometheusRecorder
+
+        recorder = PrometheusRecorder()
+        endpoint = MetricsEndpoint(recorder, settings.metrics)
+        metrics.install(recorder)
+    storage, auth, throttle = components.storage, components.auth, components.login_throttle
+    controllers = {
+        "storage": StorageController(storage, settings.storage),
+        "user": UserController(auth, storage, settings, nodes=components.nodes,
+                               password_reset=components.password_reset,
+                               captcha=components.captcha, throttle=throttle),
+        "pages": PagesController(auth, storage, settings, components.password_reset,
+                                 _guesses(throttle, DELETE_ACCOUNT)),
+        "misc": MiscController(heartbeat, captcha=components.captcha),
+    }
+    return SyncServerApp(settings, components, controllers, node_guard=node_guard,
+                         heartbeat=heartbeat, metrics_recorder=recorder,
+                         metrics_endpoint=endpoint)
+
+
+def _dependencies(components):
     """What the heartbeat checks: every service configured (see :mod:`syncserver.health`)."""
+    storage, auth, mailer = components.storage, components.auth, components.mailer
     dependencies = [Dependency("storage", storage.is_healthy)]
     dependencies += [Dependency(name, check, critical=False)
                      for name, check in storage.optional_dependencies().items()]
     dependencies.append(Dependency("auth", auth.is_healthy))
-    if nodes is not None:
-        dependencies.append(Dependency("nodes", nodes.is_healthy))
-    if reset_codes is not None:
-        dependencies.append(Dependency("reset_codes", reset_codes.is_healthy, critical=False))
+    dependencies += [Dependency(name, check, critical=False)
+                     for name, check in auth.optional_dependencies().items()]
+    if components.nodes is not None:
+        dependencies.append(Dependency("nodes", components.nodes.is_healthy))
+    if components.reset_codes is not None:
+        dependencies.append(Dependency("reset_codes", components.reset_codes.is_healthy,
+                                       critical=False))
     if mailer is not None:
         dependencies.append(Dependency(
             "smtp", lambda: mailer.is_healthy(timeout=HEARTBEAT_TIMEOUT_SECONDS),
             critical=False, max_age=SMTP_CHECK_SECONDS))
-    if login_throttle is not None:
-        dependencies.append(Dependency("throttle", login_throttle.is_healthy, critical=False))
+    if components.login_throttle is not None:
+        dependencies.append(Dependency("throttle", components.login_throttle.is_healthy,
+                                       critical=False))
     return dependencies
 
 
@@ -236,14 +269,8 @@ def _guesses(login_throttle, scope):
     return GuessThrottle(login_throttle.throttle, scope) if login_throttle else NoThrottle()
 
 
-def _plain_error(error, environ):
-    """WebOb errors without a body of their own get a plain-text page, whatever Accept says.
-
-    (WebOb would negotiate a JSON object, which clients mistake for a Weave code.)
-    """
-    if not error.has_body and not error.empty_body:
-        text = error.plain_body(environ)
-        error.content_type = "text/plain"
-        error.charset = "UTF-8"
-        error.text = text
-    return error
+def with_create_tables(settings, create_tables):
+    """``settings`` with every section's ``create_tables`` set to ``create_tables``."""
+    changes = {name: dataclasses.replace(getattr(settings, name), create_tables=create_tables)
+               for name in ("storage", "auth", "nodes", "reset", "throttle")}
+    return dataclasses.replace(settings, **changes)

@@ -50,3 +50,14 @@ def check_implements(key, value, backend, interface):
         raise ConfigError(
             f"{key} = {value!r} does not implement {interface.__module__}.{interface.__name__}: "
             f"missing {', '.join(missing)}.")
+
+
+def open_backend(interface, backend, settings, databases):
+    """Build ``backend`` as the server does: its ``open`` when it subclasses ``interface``.
+
+    A class that only provides the interface's methods (without subclassing
+    it) has no ``open``: it is built with ``from_settings`` and shares nothing.
+    """
+    if isinstance(backend, type) and issubclass(backend, interface):
+        return backend.open(settings, databases)
+    return backend.from_settings(settings)

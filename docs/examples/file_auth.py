@@ -1,6 +1,7 @@
 """An example authentication plugin: the accounts in one JSON file.
 
-Name it in the ini file with its key of its own::
+Name it in the ini file with its key of its own (declared by
+:class:`FileAuthSettings`, so the server checks it at start-up)::
 
     auth.backend = file_auth.FileAuth
     auth.accounts_file = /var/lib/syncserver/accounts.json
@@ -10,38 +11,47 @@ The file looks like ``{"next_id": 3, "users": {"alice": {"user_id": 1,
 Passwords are argon2id hashes made by :mod:`syncserver.auth.passwords`. Every
 change rewrites the whole file (a temporary file renamed over it) under a
 lock, so this suits a handful of accounts served by one process.
+
+The plugin only looks users up and checks passwords: the server remembers
+good logins in front of it and makes every process forget them on a change.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
 import threading
 
 from syncserver.auth import AuthBackend, AuthUnavailable, User, UserExists, UserNotFound
-from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.passwords import hash_password, verify_password
 from syncserver.auth.usernames import is_valid_username
 from syncserver.errors import ConfigError
 
 
+@dataclasses.dataclass(frozen=True)
+class FileAuthSettings:
+    """The plugin's own ``auth.*`` keys."""
+
+    #: The JSON file holding the accounts (created on the first registration).
+    accounts_file: str | None = None
+
+
 class FileAuth(AuthBackend):
     """Accounts in a JSON file; see the module docstring."""
 
-    extra_settings = ("accounts_file",)
+    settings_class = FileAuthSettings
 
-    def __init__(self, path, credentials_cache_seconds=300, hasher=None):
+    def __init__(self, path, hasher=None):
         self.path = path
         self.hasher = hasher  # None: syncserver's default argon2id parameters
-        self.cache = CredentialsCache(credentials_cache_seconds)
         self._lock = threading.Lock()
-        self._changes = 0  # bumped by every change: a check that overlapped one is not cached
 
     @classmethod
     def from_settings(cls, settings):
-        path = settings.options.get("accounts_file")
+        path = settings.backend_settings.accounts_file
         if not path:
             raise ConfigError("auth.accounts_file is required by file_auth.FileAuth.")
-        return cls(path, settings.credentials_cache_seconds)
+        return cls(path)
 
     # --- reads ------------------------------------------------------------------
 
@@ -59,19 +69,12 @@ class FileAuth(AuthBackend):
     def authenticate(self, username, password):
         if not isinstance(password, str) or not password:
             return None
-        user = self.cache.lookup(username, password)
-        if user is not None:
-            return user
-        changes = self._changes
         entry = self._entry(username)
         if entry is None or not entry["enabled"]:
             return None
         if not verify_password(password, entry["password"], self.hasher):
             return None
-        user = _user(username, entry)
-        if changes == self._changes:
-            self.cache.remember(username, password, user)
-        return user
+        return _user(username, entry)
 
     def list_users(self, after=None, limit=100):
         users = self._load()["users"]
@@ -112,7 +115,6 @@ class FileAuth(AuthBackend):
             if data["users"].pop(username, None) is None:
                 return False
             self._save(data)  # user ids are never reused: next_id stays
-            self._forget(username)
         return True
 
     # --- the file -------------------------------------------------------------------
@@ -124,11 +126,6 @@ class FileAuth(AuthBackend):
                 raise UserNotFound(f"no account named {username!r}")
             data["users"][username].update(fields)
             self._save(data)
-            self._forget(username)
-
-    def _forget(self, username):
-        self._changes += 1
-        self.cache.forget_user(username)
 
     def _entry(self, username):
         if not is_valid_username(username):

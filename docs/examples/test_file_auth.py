@@ -36,7 +36,7 @@ def test_server_runs_on_the_plugin_named_by_dotted_path(tmp_path):
         "storage.create_tables": "true",
         "throttle.enabled": "false",
     })
-    assert isinstance(app.auth, FileAuth)
+    assert isinstance(app.auth.backend, FileAuth)
     client = webtest.TestApp(app)
     email = "plugin@example.com"
     username = sync_username(email)

@@ -21,10 +21,10 @@ import re
 import secrets
 import time
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
 
-from syncserver import migrations, sqldb
 from syncserver.auth import AuthUnavailable
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 
 metadata = MetaData()
@@ -63,43 +63,40 @@ class ResetCodeStore:
     database is down. Thread-safe. ``clock`` (epoch seconds) is for tests.
     """
 
-    def __init__(self, sqluri, lifetime_seconds=21600, create_tables=False, clock=time.time):
-        if not sqluri:
-            raise ConfigError("reset.sqluri is required for password reset "
-                              "(it defaults to auth.sqluri, then storage.sqluri).")
+    def __init__(self, database, lifetime_seconds=21600, clock=time.time, *,
+                 owns_database=False):
+        self.database = database
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
-        try:
-            self._engine = sqldb.create_engine(sqluri, pool_size=2)
-        except (exc.ArgumentError, ImportError) as error:
-            raise ConfigError(f"reset.sqluri cannot be used: {error}") from None
-        if create_tables:
-            self.create_tables()
+        self._owns_database = owns_database
 
     @classmethod
-    def from_settings(cls, settings):
-        """Build from :class:`syncserver.settings.ResetSettings`; check the table exists."""
-        store = cls(settings.sqluri, settings.code_lifetime_seconds, settings.create_tables)
-        if not settings.create_tables:
-            migrations.require_schema(store, "reset.create_tables")
-        return store
+    def from_settings(cls, settings, databases=None):
+        """The store of :class:`syncserver.settings.ResetSettings`, on ``reset.sqluri``:
+        shared through ``databases``, else on a database of its own."""
+        if not settings.sqluri:
+            raise ConfigError("reset.sqluri is required for password reset "
+                              "(it defaults to auth.sqluri, then storage.sqluri).")
+        if databases is not None:
+            return cls(databases.database(settings.sqluri, "reset.sqluri",
+                                          settings.create_tables),
+                       settings.code_lifetime_seconds)
+        return cls(Database(settings.sqluri, key="reset.sqluri", pool_size=2),
+                   settings.code_lifetime_seconds, owns_database=True)
 
     @property
     def engine(self):
-        return self._engine
-
-    def create_tables(self):
-        migrations.ensure_schema(self._engine, AuthUnavailable)
+        return self.database.engine
 
     def close(self):
-        self._engine.dispose()
+        if self._owns_database:
+            self.database.close()
 
     def is_healthy(self):
         """True when the ``reset_codes`` table can be read (the heartbeat's check)."""
         try:
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.read_connection(self._engine) as connection:
-                    connection.execute(select(reset_codes.c.userid).limit(1)).first()
+            with self.database.reading(AuthUnavailable) as connection:
+                connection.execute(select(reset_codes.c.userid).limit(1)).first()
         except AuthUnavailable:
             return False
         return True
@@ -109,13 +106,12 @@ class ResetCodeStore:
         code = "-".join("".join(secrets.choice(CODE_ALPHABET) for _ in range(4))
                         for _ in range(4))
         now = int(self._clock())
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                connection.execute(reset_codes.delete().where(
-                    (reset_codes.c.userid == user_id) | (reset_codes.c.expires_at <= now)))
-                connection.execute(reset_codes.insert().values(
-                    userid=user_id, code_hash=_hash(code),
-                    expires_at=now + self.lifetime_seconds))
+        with self.database.writing(AuthUnavailable) as connection:
+            connection.execute(reset_codes.delete().where(
+                (reset_codes.c.userid == user_id) | (reset_codes.c.expires_at <= now)))
+            connection.execute(reset_codes.insert().values(
+                userid=user_id, code_hash=_hash(code),
+                expires_at=now + self.lifetime_seconds))
         return code
 
     def redeem(self, user_id, code):
@@ -124,11 +120,10 @@ class ResetCodeStore:
         if code is None:
             return False
         now = int(self._clock())
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                row = connection.execute(
-                    select(reset_codes.c.code_hash, reset_codes.c.expires_at)
-                    .where(reset_codes.c.userid == user_id)).first()
+        with self.database.reading(AuthUnavailable) as connection:
+            row = connection.execute(
+                select(reset_codes.c.code_hash, reset_codes.c.expires_at)
+                .where(reset_codes.c.userid == user_id)).first()
         if row is None:
             return False
         if row.expires_at <= now:
@@ -137,26 +132,23 @@ class ResetCodeStore:
         if not hmac.compare_digest(row.code_hash.encode("ascii"), _hash(code).encode("ascii")):
             return False
         # Only the request whose DELETE removes the row wins a race between two.
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                deleted = connection.execute(reset_codes.delete().where(
-                    reset_codes.c.userid == user_id,
-                    reset_codes.c.code_hash == row.code_hash,
-                    reset_codes.c.expires_at > now)).rowcount
+        with self.database.writing(AuthUnavailable) as connection:
+            deleted = connection.execute(reset_codes.delete().where(
+                reset_codes.c.userid == user_id,
+                reset_codes.c.code_hash == row.code_hash,
+                reset_codes.c.expires_at > now)).rowcount
         return deleted == 1
 
     def has_code(self, user_id):
         """True when ``user_id`` holds an unexpired code (for tests and the admin tool)."""
         now = int(self._clock())
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                row = connection.execute(select(reset_codes.c.userid).where(
-                    reset_codes.c.userid == user_id, reset_codes.c.expires_at > now)).first()
+        with self.database.reading(AuthUnavailable) as connection:
+            row = connection.execute(select(reset_codes.c.userid).where(
+                reset_codes.c.userid == user_id, reset_codes.c.expires_at > now)).first()
         return row is not None
 
     def clear(self, user_id):
         """Forget ``user_id``'s code, if any; return True if there was one."""
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                return connection.execute(
-                    reset_codes.delete().where(reset_codes.c.userid == user_id)).rowcount > 0
+        with self.database.writing(AuthUnavailable) as connection:
+            return connection.execute(
+                reset_codes.delete().where(reset_codes.c.userid == user_id)).rowcount > 0

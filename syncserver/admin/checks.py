@@ -9,8 +9,10 @@ still run (all but the configuration check, which they all need).
 import dataclasses
 import time
 
-from syncserver import migrations, sqldb
+from syncserver import migrations
 from syncserver.admin.context import redact_url
+from syncserver.db import engines
+from syncserver.db.errors import translate_errors
 from syncserver.errors import BackendUnavailable
 
 
@@ -45,7 +47,7 @@ def check_storage(context):
 
 
 def check_auth(context):
-    auth = context.auth
+    auth = context.auth.backend
     where = _where(context.settings.auth.sqluri)
     if auth.is_healthy():
         return CheckResult("auth", True, f"answers{where}")
@@ -54,16 +56,16 @@ def check_auth(context):
 
 def check_schema(context):
     """Every SQL database at the newest revision (``db upgrade`` otherwise)."""
-    urls = migrations.database_urls(context.settings)
+    urls = context.settings.sql_urls()
     if not urls:
         return None
     head = migrations.head_revision()
     problems, fine = [], []
     for url in urls:
         shown = redact_url(url)
-        engine = sqldb.create_engine(url, pool_size=1)
+        engine = engines.create_engine(url, pool_size=1)
         try:
-            with sqldb.translate_errors(BackendUnavailable), engine.connect() as connection:
+            with translate_errors(BackendUnavailable), engine.connect() as connection:
                 revision = migrations.current_revision(connection)
         except BackendUnavailable as error:
             problems.append(f"{shown}: {error}")
@@ -89,7 +91,7 @@ def check_cache(context):
         return None
     import redis
 
-    where = redact_url(storage_settings.redis_url)
+    where = redact_url(storage_settings.backend_settings.redis_url)
     try:
         context.storage.client.ping()
     except redis.RedisError as error:
@@ -104,7 +106,7 @@ def check_directory(context):
 
     if not issubclass(context.settings.auth.backend, LDAPAuth):
         return None
-    auth = context.auth
+    auth = context.auth.backend
     auth.check_search_base()
     mode = "read-write" if auth.manages_accounts else "read-only"
     return CheckResult("directory", True,
@@ -148,8 +150,7 @@ def check_throttle(context):
     else:
         from syncserver.throttle.sql_store import SQLCounterStore
 
-        store, where = SQLCounterStore.from_settings(
-            dataclasses.replace(throttle, create_tables=False)), throttle.sqluri
+        store, where = SQLCounterStore.from_settings(throttle, None), throttle.sqluri
     try:
         store.read(["syncserver-admin-check"], int(time.time()))
     finally:

@@ -6,8 +6,12 @@ import json
 import sys
 import time
 
+from syncserver import app, plugins
+from syncserver.auth import AuthBackend
 from syncserver.migrations import SchemaNotReady
+from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings, read_ini
+from syncserver.storage import StorageBackend
 
 
 class AdminError(Exception):
@@ -41,32 +45,45 @@ class AdminContext:
         return parse_settings(self.raw_settings)
 
     @functools.cached_property
+    def databases(self):
+        """The shared databases, as the server declares them (admin never creates tables)."""
+        registry = app.declare_databases(self.no_tables)
+        self._opened.append(registry)
+        return registry
+
+    @functools.cached_property
+    def no_tables(self):
+        """The settings with every ``create_tables`` off (``db upgrade`` creates them)."""
+        return app.with_create_tables(self.settings, False)
+
+    @functools.cached_property
     def storage(self):
-        settings = dataclasses.replace(self.settings.storage, create_tables=False)
-        return self._open(settings)
+        return self._open(lambda: plugins.open_backend(
+            StorageBackend, self.settings.storage.backend, self.no_tables.storage,
+            self.databases))
 
     @functools.cached_property
     def auth(self):
-        settings = dataclasses.replace(self.settings.auth, create_tables=False,
-                                       allow_new_users=True, credentials_cache_seconds=0)
-        return self._open(settings)
-
-    def _open(self, settings):
-        try:
-            backend = settings.backend.from_settings(settings)
-        except SchemaNotReady as error:
-            problem = error.problem.replace(
-                "storage.create_tables is false but ", "").replace(
-                "auth.create_tables is false but ", "")
-            raise AdminError(f"{problem}: run 'syncserver-admin db upgrade'.") from None
-        self._opened.append(backend)
-        return backend
+        """The accounts, with no login remembered and registration always open."""
+        settings = dataclasses.replace(self.no_tables.auth, allow_new_users=True)
+        return self._open(lambda: app.cached_auth(
+            plugins.open_backend(AuthBackend, settings.backend, settings, self.databases),
+            settings, self.databases, cache_seconds=0))
 
     @functools.cached_property
     def nodes(self):
         """The node list of ``nodes.*``, whether or not the server assigns from it yet."""
-        backend = self.settings.nodes.backend.from_settings(self.settings.nodes)
+        return self._open(lambda: plugins.open_backend(
+            NodeBackend, self.settings.nodes.backend, self.no_tables.nodes, self.databases))
+
+    def _open(self, build):
+        backend = build()
         self._opened.append(backend)
+        try:
+            app.prepare_schemas(self.databases)
+        except SchemaNotReady as error:
+            problem = error.problem.split(" is false but ", 1)[-1]
+            raise AdminError(f"{problem}: run 'syncserver-admin db upgrade'.") from None
         return backend
 
     # -- output -------------------------------------------------------------

@@ -1,14 +1,16 @@
 """``syncserver-admin db ...``: the Alembic migrations, on the databases of the ini file.
 
-Storage and authentication databases (``storage.sqluri``, ``auth.sqluri``)
-are handled in turn, once when they are the same; see
+Every SQL database of the configuration (``storage.sqluri``, ``auth.sqluri``
+and the others in use) is handled in turn, once each; see
 :mod:`syncserver.migrations` and docs/migrations.rst.
 """
 
 import contextlib
 
-from syncserver import migrations, sqldb
+from syncserver import migrations
 from syncserver.admin.context import AdminError, redact_url
+from syncserver.db import engines
+from syncserver.db.errors import translate_errors
 from syncserver.errors import BackendUnavailable
 
 
@@ -87,11 +89,11 @@ def show_history(context, args):
 
 
 def _engines(context):
-    urls = migrations.database_urls(context.settings)
+    urls = context.settings.sql_urls()
     if not urls:
         raise AdminError("no SQL database is configured (storage.sqluri, auth.sqluri).")
     for url in urls:
-        engine = sqldb.create_engine(url, pool_size=1)
+        engine = engines.create_engine(url, pool_size=1)
         try:
             yield url, engine
         finally:
@@ -104,7 +106,7 @@ def _errors(url):
     from alembic.util import CommandError
 
     try:
-        with sqldb.translate_errors(BackendUnavailable):
+        with translate_errors(BackendUnavailable):
             yield
     except BackendUnavailable as error:
         raise BackendUnavailable(f"{redact_url(url)}: {error}") from error

@@ -7,6 +7,7 @@ import sys
 from sqlalchemy import exc
 
 from syncserver.admin.context import AdminError
+from syncserver.errors import NotSupported
 from syncserver.importers import MigrationError, import_accounts
 from syncserver.importers.export_file import read_export, write_export
 from syncserver.importers.mozilla_sync11 import COLLECTION_TABLES, MozillaSync11Source
@@ -52,8 +53,10 @@ def run_export(context, args):
     user = context.auth.get_user(args.username)
     if user is None:
         raise AdminError(f"there is no user {args.username!r}")
-    get_hash = getattr(context.auth, "get_password_hash", None)
-    password_hash = get_hash(user.username) if get_hash else None
+    try:
+        password_hash = context.auth.get_password_hash(user.username)
+    except NotSupported:
+        password_hash = None
     with _output(args.file) as stream:
         collections, records = write_export(stream, user, password_hash, context.storage)
     if args.file != "-":

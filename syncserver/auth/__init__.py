@@ -1,8 +1,11 @@
 """The authentication plugin interface.
 
-Every authentication backend (the bundled SQL one, LDAP later, a user's own
+Every authentication backend (the bundled SQL and LDAP ones, a user's own
 class) implements :class:`AuthBackend`. The User API controller and the HTTP
-Basic-auth check talk only to this interface.
+Basic-auth check talk only to this interface. The server puts
+:class:`syncserver.auth.cached.CachedAuth` in front of the configured backend,
+so a backend looks users up and checks passwords, and never caches logins
+itself.
 
 Usernames reaching a backend are already validated: 1 to 32 characters of
 ``[a-zA-Z0-9._-]`` (e-mail addresses typed by people are turned into their
@@ -14,7 +17,7 @@ import abc
 import dataclasses
 from collections.abc import Sequence
 
-from syncserver.errors import BackendUnavailable
+from syncserver.errors import BackendUnavailable, NotSupported, PolicyRefusal
 
 
 class AuthError(Exception):
@@ -27,8 +30,12 @@ class AuthUnavailable(AuthError, BackendUnavailable):
     service = "auth"
 
 
-class RegistrationClosed(AuthUnavailable):
-    """``auth.allow_new_users`` is false; new accounts are refused (503)."""
+class RegistrationClosed(AuthError, PolicyRefusal):
+    """``auth.allow_new_users`` is false: new accounts are refused.
+
+    A policy, not an outage: the User API answers 503 with a sentence (as
+    Mozilla's server did for a closed registration), but nothing is down.
+    """
 
 
 class UserExists(AuthError):
@@ -43,7 +50,7 @@ class UserNotFound(AuthError):
     """No account has that username."""
 
 
-class AccountsManagedElsewhere(AuthError):
+class AccountsManagedElsewhere(AuthError, PolicyRefusal):
     """This server may not make the change: the accounts live in a system it only reads
     (a read-only company directory). The User API answers 403 with the message."""
 
@@ -67,13 +74,23 @@ class User:
 class AuthBackend(abc.ABC):
     """What an authentication backend must provide.
 
-    A backend class is named in ``auth.backend`` (alias or dotted path) and
-    built with :meth:`from_settings`. Every method may raise
-    :class:`AuthUnavailable` when its service is down; a wrong password or a
-    disabled account is never an exception, just ``None``.
+    A backend class is named in ``auth.backend`` (alias or dotted path); the
+    server builds it with :meth:`open` (by default :meth:`from_settings`).
+    Every method may raise :class:`AuthUnavailable` when its service is down;
+    a wrong password or a disabled account is never an exception, just
+    ``None``. Optional capabilities (administration, import) raise
+    :class:`~syncserver.errors.NotSupported` unless a backend provides them.
+    Thread-safe: one instance serves every thread of the WSGI server.
     """
 
-    #: Extra ``auth.*`` keys this backend reads beyond the core ones.
+    #: The backend's own typed settings: a dataclass whose fields are ``auth.*``
+    #: keys (``auth.ldapuri`` is field ``ldapuri``). The server converts and
+    #: checks them at start-up and passes the instance as
+    #: ``settings.backend_settings``; docs/configuration.rst lists them.
+    settings_class = None
+
+    #: Deprecated (use :attr:`settings_class`): extra ``auth.*`` keys, given
+    #: unconverted in ``settings.options``.
     extra_settings: Sequence[str] = ()
 
     #: False when accounts cannot be created, changed or deleted through this
@@ -85,64 +102,98 @@ class AuthBackend(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings):
-        """Build the backend from a :class:`syncserver.settings.AuthSettings`."""
+        """Build the backend from a :class:`syncserver.settings.AuthSettings`.
+
+        Raises :class:`~syncserver.errors.ConfigError` naming the key for a
+        bad value. Must not connect anywhere slowly: the server starts with
+        its services down and answers 503 until they come back.
+        """
+
+    @classmethod
+    def open(cls, settings, databases):
+        """How the server builds the backend: :meth:`from_settings`, sharing databases.
+
+        ``databases`` (a :class:`syncserver.db.DatabaseRegistry`) gives the
+        process's :class:`~syncserver.db.Database` for a URL, shared with
+        every other backend using it; the server creates or checks the
+        schema of every database asked for. The default ignores it.
+        """
+        return cls.from_settings(settings)
 
     @abc.abstractmethod
     def is_healthy(self):
-        """Run a trivial real query; return True, or False when the service is down."""
+        """Run a trivial real query: True, or False when the service is down. Never raises."""
+
+    def optional_dependencies(self):
+        """``{name: check}`` of services used but not needed to serve (the heartbeat's
+        "degraded"). Each ``check()`` returns True when its service answers. The default: none."""
+        return {}
 
     @abc.abstractmethod
     def get_user(self, username):
-        """Return the :class:`User` (enabled or not) or ``None`` if there is none."""
+        """Return the :class:`User` (enabled or not), or ``None`` if there is none."""
 
     @abc.abstractmethod
     def create_user(self, username, password, email):
         """Create an enabled account and return its :class:`User`.
 
-        Raises :class:`UserExists` if the username is taken and
-        :class:`RegistrationClosed` when new accounts are not allowed.
+        Raises :class:`UserExists` if the username is taken,
+        :class:`RegistrationClosed` when new accounts are not allowed,
+        :class:`AccountsManagedElsewhere` when this server may not create
+        accounts, and :class:`ValueError` for an invalid username, e-mail or
+        empty password.
         """
 
     @abc.abstractmethod
     def authenticate(self, username, password):
         """Return the :class:`User` if the password is right and the account enabled, else ``None``.
 
-        Called on every authenticated request: a backend must answer repeated
-        good credentials without rerunning a slow password hash (see
-        :class:`syncserver.auth.credentials_cache.CredentialsCache`).
+        ``password`` is a ``str`` of any characters (possibly empty: refuse it).
+        The server remembers good logins in front of the backend
+        (:class:`syncserver.auth.cached.CachedAuth`): this may be slow.
         """
 
     @abc.abstractmethod
     def set_password(self, username, new_password):
-        """Replace the password. Credentials cached for the old one stop working.
+        """Replace the password.
 
-        Raises :class:`UserNotFound`.
+        Raises :class:`UserNotFound`, :class:`AccountsManagedElsewhere`, or
+        :class:`ValueError` for an empty password.
         """
 
     @abc.abstractmethod
     def set_email(self, username, email):
-        """Replace the e-mail address. Raises :class:`UserNotFound`."""
+        """Replace the e-mail address (``None`` removes it).
+
+        Raises :class:`UserNotFound`, :class:`AccountsManagedElsewhere`, or
+        :class:`ValueError` for an unusable address.
+        """
 
     @abc.abstractmethod
     def set_enabled(self, username, enabled):
         """Enable or disable the account; a disabled one cannot authenticate.
 
-        Raises :class:`UserNotFound`.
+        Raises :class:`UserNotFound`, or :class:`AccountsManagedElsewhere`
+        when enabling is decided elsewhere (a directory).
         """
 
     @abc.abstractmethod
     def delete_user(self, username):
-        """Delete the account; return True if there was one. Its credentials stop working."""
+        """Delete the account; return True if there was one, False otherwise.
 
-    # -- optional: administration (syncserver-admin) -------------------------
+        Raises :class:`AccountsManagedElsewhere` when this server may not.
+        """
+
+    # -- optional: administration and import (syncserver-admin) --------------
 
     def list_users(self, after=None, limit=100):
         """Return up to ``limit`` accounts (:class:`User`) ordered by username.
 
         Only usernames greater than ``after`` are listed, so that a caller
         pages through a large directory with the last username it got.
+        Optional: raises :class:`~syncserver.errors.NotSupported`.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot list its accounts")
+        raise NotSupported(f"{type(self).__name__} cannot list its accounts")
 
     def count_users(self):
         """Return the number of accounts. The default pages through :meth:`list_users`."""
@@ -153,6 +204,23 @@ class AuthBackend(abc.ABC):
             if len(page) < 1000:
                 return count
             after = page[-1].username
+
+    def import_user(self, username, password_hash, email=None, userid=None, enabled=True):
+        """Add an account with an already-hashed password (``syncserver-admin import``).
+
+        ``userid`` asks for that user id (so imported records stay attached);
+        None assigns a new one. Works whatever ``auth.allow_new_users`` says.
+        Returns the :class:`User`. Raises :class:`UserExists`,
+        :class:`UserIdTaken` when ``userid`` belongs to another account,
+        :class:`ValueError` for invalid values. Optional: raises
+        :class:`~syncserver.errors.NotSupported`.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot import accounts")
+
+    def get_password_hash(self, username):
+        """The stored password hash (``syncserver-admin export``), or ``None`` for an unknown
+        user. Optional: raises :class:`~syncserver.errors.NotSupported`."""
+        raise NotSupported(f"{type(self).__name__} does not reveal password hashes")
 
     def close(self):
         """Release connections and pools. The default does nothing."""

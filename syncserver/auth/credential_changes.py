@@ -12,10 +12,12 @@ default), and forgets those users' cached credentials::
     username    VARCHAR(32) NOT NULL
     changed_at  BIGINT NOT NULL, indexed (epoch seconds; old rows are pruned)
 
-Used by the SQL backend (:mod:`syncserver.auth.sql`, in the transaction of
-the change) and by the LDAP backend (:mod:`syncserver.auth.ldap`, right after
-the directory accepted the change). Rows outlive any cached login
-(:func:`retention_seconds`) and are pruned by the writers.
+Written and read by :class:`~syncserver.auth.cached.CachedAuth`, whatever the
+authentication backend behind it, right after the backend accepted the
+change. Rows outlive any cached login (:func:`retention_seconds`) and are
+pruned by the writers. With Redis configured the cache also checks a
+per-user token on every request (:mod:`syncserver.auth.invalidation`), and
+this feed only bounds what a process that cannot reach Redis may miss.
 """
 
 import threading
@@ -23,7 +25,6 @@ import time
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, func, select
 
-from syncserver import sqldb
 from syncserver.auth import AuthUnavailable
 
 metadata = MetaData()
@@ -59,13 +60,14 @@ def record(connection, username, retention):
 
 
 class ChangeFeed:
-    """One process's reader (and writer) of the feed on ``engine``. Thread-safe.
+    """One process's reader (and writer) of the feed in a :class:`~syncserver.db.Database`.
 
-    ``clock`` is the monotonic clock that paces the reads (tests pass their own).
+    Thread-safe. ``clock`` is the monotonic clock that paces the reads (tests
+    pass their own).
     """
 
-    def __init__(self, engine, cache_seconds, poll_seconds=1.0, clock=time.monotonic):
-        self.engine = engine
+    def __init__(self, database, cache_seconds, poll_seconds=1.0, clock=time.monotonic):
+        self.database = database
         self.retention = retention_seconds(cache_seconds)
         self.poll_seconds = poll_seconds
         self.clock = clock
@@ -73,25 +75,20 @@ class ChangeFeed:
         self._polled_at = None
         self._last_id = None
 
-    def record(self, username, connection=None):
+    def record(self, username):
         """Tell every process to forget ``username``'s cached credentials.
 
-        With ``connection``, in that (open) transaction; without, in one of its
-        own. Raises :class:`AuthUnavailable` when the database cannot take it.
+        Raises :class:`AuthUnavailable` when the database cannot take it.
         """
-        if connection is not None:
+        with self.database.writing(AuthUnavailable) as connection:
             record(connection, username, self.retention)
-            return
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self.engine) as own_connection:
-                record(own_connection, username, self.retention)
 
     def is_healthy(self):
         try:
-            with sqldb.read_connection(self.engine) as connection:
+            with self.database.reading(AuthUnavailable) as connection:
                 connection.execute(select(credential_changes.c.id).limit(1)).first()
             return True
-        except exc.SQLAlchemyError:
+        except (AuthUnavailable, exc.SQLAlchemyError):
             return False
 
     def poll(self, forget):
@@ -109,17 +106,16 @@ class ChangeFeed:
             now = self.clock()
             if self._recently_polled(now):
                 return []
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.read_connection(self.engine) as connection:
-                    if self._last_id is None:
-                        self._last_id = connection.execute(
-                            select(func.coalesce(func.max(credential_changes.c.id), 0))).scalar()
-                        changes = []
-                    else:
-                        changes = connection.execute(
-                            select(credential_changes.c.id, credential_changes.c.username)
-                            .where(credential_changes.c.id > self._last_id)
-                            .order_by(credential_changes.c.id)).all()
+            with self.database.reading(AuthUnavailable) as connection:
+                if self._last_id is None:
+                    self._last_id = connection.execute(
+                        select(func.coalesce(func.max(credential_changes.c.id), 0))).scalar()
+                    changes = []
+                else:
+                    changes = connection.execute(
+                        select(credential_changes.c.id, credential_changes.c.username)
+                        .where(credential_changes.c.id > self._last_id)
+                        .order_by(credential_changes.c.id)).all()
             for change_id, username in changes:
                 forget(username)
                 self._last_id = change_id

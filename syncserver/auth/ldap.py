@@ -12,15 +12,12 @@ comparison on our side:
    own that is closed right after. An empty password is refused before
    (LDAP would treat it as an anonymous bind, which always succeeds).
 
-Verified credentials are remembered for ``auth.credentials_cache_seconds``
-(:mod:`syncserver.auth.credentials_cache`), so a Sync client's stream of
-requests costs one search and one bind per interval. A password changed or
-an account deleted through this server is forgotten at once in this process
-and, through the ``credential_changes`` feed on ``auth.sqluri``
-(:mod:`syncserver.auth.credential_changes`), within a second in every other
-process. Without a SQL database (``auth.uid_number_attribute`` and no
-``auth.sqluri``) other processes notice when their remembered entry expires,
-and so does every process for a change made in the directory itself.
+The server remembers verified logins in front of this backend
+(:class:`~syncserver.auth.cached.CachedAuth`), so a Sync client's stream of
+requests costs one search and one bind per ``auth.credentials_cache_seconds``;
+the wrapper also makes every process forget the logins of an account changed
+through this server. A change made in the directory itself is noticed when
+the remembered login expires.
 
 The user id that keys stored data comes from ``auth.uid_number_attribute``
 (e.g. ``uidNumber``) when set, else from the SQL id map of
@@ -58,8 +55,6 @@ from syncserver.auth import (
     UserExists,
     UserNotFound,
 )
-from syncserver.auth.credential_changes import ChangeFeed
-from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.ldap_connections import (
     ConnectionPool,
     DirectoryConnector,
@@ -68,7 +63,12 @@ from syncserver.auth.ldap_connections import (
 )
 from syncserver.auth.ldap_ids import DirectoryIdMap
 from syncserver.auth.ldap_listing import DirectoryListing, first_value
-from syncserver.auth.ldap_options import USERNAME_PLACEHOLDER, checked_options, sql_engine
+from syncserver.auth.ldap_options import (
+    USERNAME_PLACEHOLDER,
+    LDAPSettings,
+    checked_options,
+    id_database,
+)
 from syncserver.auth.usernames import is_valid_username
 
 logger = logging.getLogger(__name__)
@@ -86,16 +86,15 @@ _REFUSED_BINDS = (ldap.INVALID_CREDENTIALS, ldap.UNWILLING_TO_PERFORM,
 class LDAPAuth(DirectoryListing, AuthBackend):
     """Accounts in an LDAP directory; see the module docstring. Thread-safe."""
 
-    #: The ``auth.ldap*``, ``auth.bind_*``... keys are accepted with this backend only.
-    reads_ldap_settings = True
+    #: The ``auth.ldapuri``, ``auth.bind_*``... keys: accepted with this backend only.
+    settings_class = LDAPSettings
 
     def __init__(self, ldapuri, users_base_dn, *, user_filter="(uid={username})",
                  mail_attribute="mail", enabled_filter=None, bind_dn=None, bind_password=None,
                  starttls=False, ca_file=None, timeout=5, pool_size=5, pool_lifetime=600,
                  uid_number_attribute=None, id_map=None, admin_bind_dn=None,
                  admin_bind_password=None, new_users_base_dn=None, username_attribute="uid",
-                 new_user_object_classes=("inetOrgPerson",), allow_new_users=True,
-                 credentials_cache=None, change_feed=None):
+                 new_user_object_classes=("inetOrgPerson",), allow_new_users=True):
         self.users_base_dn = users_base_dn
         self.user_filter = user_filter
         self.mail_attribute = mail_attribute
@@ -108,18 +107,11 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         self.username_attribute = username_attribute
         self.new_user_object_classes = tuple(new_user_object_classes)
         self.allow_new_users = allow_new_users
-        if credentials_cache is None:  # (an empty cache is falsy: test for None)
-            credentials_cache = CredentialsCache(300)
-        self.credentials_cache = credentials_cache
-        #: :class:`ChangeFeed` shared with the other processes, or None (no SQL database).
-        self.change_feed = change_feed
         self.connector = DirectoryConnector(ldapuri, timeout=timeout, starttls=starttls,
                                             ca_file=ca_file)
         self.timeout = timeout
         self.pool = ConnectionPool(self.connector, bind_dn, bind_password,
                                    size=pool_size, lifetime=pool_lifetime)
-        #: Bumped whenever credentials are forgotten: a check that overlapped it is not cached.
-        self._forget_generation = 0
         self._root_dse_features = None
         self._password_modify_supported = None
         self._paged_results_supported = None
@@ -129,33 +121,33 @@ class LDAPAuth(DirectoryListing, AuthBackend):
 
     @classmethod
     def from_settings(cls, settings):
-        options = checked_options(settings)
-        credentials_cache = CredentialsCache(settings.credentials_cache_seconds,
-                                             settings.credentials_cache_secret or None)
-        engine = sql_engine(settings)
-        id_map = change_feed = None
-        if engine is not None:
-            change_feed = ChangeFeed(engine, credentials_cache.seconds)
-            if not settings.uid_number_attribute:
-                id_map = DirectoryIdMap(engine)
+        """A backend whose id map has a database of its own (the server: :meth:`open`)."""
+        return cls.open(settings, None)
+
+    @classmethod
+    def open(cls, settings, databases):
+        ldap_settings = settings.backend_settings or LDAPSettings()
+        options = checked_options(settings, ldap_settings)
+        database = id_database(settings, ldap_settings, databases)
         return cls(
             options["ldapuri"], options["users_base_dn"],
             user_filter=options["user_filter"],
-            mail_attribute=settings.mail_attribute or "mail",
-            enabled_filter=settings.enabled_filter,
-            bind_dn=settings.bind_dn, bind_password=settings.bind_password,
-            starttls=settings.ldap_starttls, ca_file=settings.ldap_ca_file,
-            timeout=max(1, settings.ldap_timeout),
-            pool_size=settings.ldap_pool_size, pool_lifetime=settings.ldap_pool_lifetime,
-            uid_number_attribute=settings.uid_number_attribute, id_map=id_map,
-            admin_bind_dn=settings.admin_bind_dn,
-            admin_bind_password=settings.admin_bind_password,
-            new_users_base_dn=settings.new_users_base_dn,
-            username_attribute=settings.username_attribute or "uid",
-            new_user_object_classes=(settings.new_user_object_classes
+            mail_attribute=ldap_settings.mail_attribute or "mail",
+            enabled_filter=ldap_settings.enabled_filter,
+            bind_dn=ldap_settings.bind_dn, bind_password=ldap_settings.bind_password,
+            starttls=ldap_settings.ldap_starttls, ca_file=ldap_settings.ldap_ca_file,
+            timeout=max(1, ldap_settings.ldap_timeout),
+            pool_size=ldap_settings.ldap_pool_size,
+            pool_lifetime=ldap_settings.ldap_pool_lifetime,
+            uid_number_attribute=ldap_settings.uid_number_attribute,
+            id_map=DirectoryIdMap(database) if database is not None else None,
+            admin_bind_dn=ldap_settings.admin_bind_dn,
+            admin_bind_password=ldap_settings.admin_bind_password,
+            new_users_base_dn=ldap_settings.new_users_base_dn,
+            username_attribute=ldap_settings.username_attribute or "uid",
+            new_user_object_classes=(ldap_settings.new_user_object_classes
                                      or "inetOrgPerson").split(),
             allow_new_users=settings.allow_new_users,
-            credentials_cache=credentials_cache, change_feed=change_feed,
         )
 
     @property
@@ -164,10 +156,6 @@ class LDAPAuth(DirectoryListing, AuthBackend):
 
     def close(self):
         self.pool.close()
-        if self.id_map is not None:
-            self.id_map.close()
-        if self.change_feed is not None:
-            self.change_feed.engine.dispose()
 
     # --- reads --------------------------------------------------------------
 
@@ -179,9 +167,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         except (AuthUnavailable, ldap.LDAPError) as error:
             logger.warning("LDAP health check failed: %s", error)
             return False
-        if self.id_map is not None:
-            return self.id_map.is_healthy()
-        return self.change_feed is None or self.change_feed.is_healthy()
+        return self.id_map is None or self.id_map.is_healthy()
 
     def check_search_base(self):
         """Bind as the service account and read ``auth.users_base_dn`` (``syncserver-admin
@@ -216,14 +202,6 @@ class LDAPAuth(DirectoryListing, AuthBackend):
     def authenticate(self, username, password):
         if not is_valid_username(username) or not isinstance(password, str) or not password:
             return None
-        cache = self.credentials_cache
-        if cache.enabled:
-            if self.change_feed is not None:
-                self.change_feed.poll(self._forget)
-            user = cache.lookup(username, password)
-            if user is not None:
-                return user
-        generation = self._forget_generation
         entry = self._find(username, self._filter_for(username, enabled_only=True))
         if entry is None:
             return None
@@ -233,11 +211,8 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         user_id = self._user_id(username, dn, attributes)
         if user_id is None:
             return None
-        user = User(user_id=user_id, username=username,
+        return User(user_id=user_id, username=username,
                     email=first_value(attributes, self.mail_attribute), enabled=True)
-        if generation == self._forget_generation:
-            cache.remember(username, password, user)
-        return user
 
     def _filter_for(self, username, enabled_only=False):
         """The search filter for ``username``: every value escaped, so it matches only them."""
@@ -387,10 +362,7 @@ class LDAPAuth(DirectoryListing, AuthBackend):
             else:
                 connection.modify_s(dn, [(ldap.MOD_REPLACE, "userPassword",
                                           [ssha(new_password).encode("ascii")])])
-        try:
-            self._run_as_admin("changing a password", change)
-        finally:
-            self._credentials_changed(username)
+        self._run_as_admin("changing a password", change)
 
     def set_email(self, username, email):
         self._require_admin()
@@ -400,7 +372,6 @@ class LDAPAuth(DirectoryListing, AuthBackend):
         values = [email.encode("utf-8")] if email else None
         self._run_as_admin("changing an e-mail address", lambda connection: connection.modify_s(
             dn, [(ldap.MOD_REPLACE, self.mail_attribute, values)]))
-        self._forget(username)
 
     def set_enabled(self, username, enabled):
         raise AccountsManagedElsewhere(
@@ -418,35 +389,12 @@ class LDAPAuth(DirectoryListing, AuthBackend):
             self._run_as_admin("deleting a user", lambda connection: connection.delete_s(dn))
         except ldap.NO_SUCH_OBJECT:
             return False
-        finally:
-            self._credentials_changed(username)
         if self.id_map is not None:
             try:
                 self.id_map.forget(username)
             except sqlalchemy_exc.SQLAlchemyError as error:
                 logger.warning("could not remove the id of deleted user %r: %s", username, error)
         return True
-
-    def _forget(self, username):
-        self._forget_generation += 1
-        self.credentials_cache.forget_user(username)
-
-    def _credentials_changed(self, username):
-        """Forget ``username``'s cached logins here, and tell the other processes.
-
-        Called after a directory change, even a failed one (a timeout may hide
-        a change the directory made). When the feed cannot be written the
-        change is reported as :class:`AuthUnavailable`: other processes would
-        go on accepting the old password until their cache expires.
-        """
-        self._forget(username)
-        if self.change_feed is not None:
-            try:
-                self.change_feed.record(username)
-            except AuthUnavailable as error:
-                logger.error("could not tell the other processes that the credentials of %r "
-                             "changed: %s", username, error)
-                raise
 
     def _supports_password_modify(self):
         """Whether the directory hashes passwords itself (RFC 3062)."""

@@ -24,7 +24,6 @@ import time
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
 
-from syncserver import sqldb
 from syncserver.auth import AuthUnavailable
 
 metadata = MetaData()
@@ -49,19 +48,20 @@ _ATTEMPTS = 3
 
 
 class DirectoryIdMap:
-    """Username -> stable integer id, backed by the ``ldap_users`` table."""
+    """Username -> stable integer id, backed by the ``ldap_users`` table of a
+    :class:`~syncserver.db.Database`."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, database):
+        self.database = database
         self._lock = threading.Lock()
         self._known = {}
 
     def is_healthy(self):
         try:
-            with sqldb.read_connection(self.engine) as connection:
+            with self.database.reading(AuthUnavailable) as connection:
                 connection.execute(select(ldap_users.c.userid).limit(1)).first()
             return True
-        except exc.SQLAlchemyError:
+        except (AuthUnavailable, exc.SQLAlchemyError):
             return False
 
     def user_id(self, username):
@@ -75,11 +75,10 @@ class DirectoryIdMap:
             if userid is not None:
                 break
             try:
-                with sqldb.translate_errors(AuthUnavailable):
-                    with sqldb.write_transaction(self.engine) as connection:
-                        userid = connection.execute(ldap_users.insert().values(
-                            username=username, created_at=int(time.time()),
-                        )).inserted_primary_key[0]
+                with self.database.writing(AuthUnavailable) as connection:
+                    userid = connection.execute(ldap_users.insert().values(
+                        username=username, created_at=int(time.time()),
+                    )).inserted_primary_key[0]
             except exc.IntegrityError:
                 # Another process inserted it first: its id is the one.
                 userid = self._lookup(username)
@@ -98,20 +97,16 @@ class DirectoryIdMap:
 
     def _lookup(self, username):
         query = select(ldap_users.c.userid).where(ldap_users.c.username == username)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self.engine) as connection:
-                return connection.execute(query).scalar()
+        with self.database.reading(AuthUnavailable) as connection:
+            return connection.execute(query).scalar()
 
     def forget(self, username):
         """Remove the username's id (its account was deleted): a new account gets a new id."""
         with self._lock:
             self._known.pop(username, None)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.write_transaction(self.engine) as connection:
-                connection.execute(ldap_users.delete().where(ldap_users.c.username == username))
+        with self.database.writing(AuthUnavailable) as connection:
+            connection.execute(ldap_users.delete().where(ldap_users.c.username == username))
 
-    def close(self):
-        self.engine.dispose()
 
 
 def _is_mysql_retryable(error):

@@ -1,4 +1,4 @@
-"""The LDAP backend's settings checked at start-up, and its SQL database.
+"""The LDAP backend's own settings (``auth.ldapuri`` ...), checked at start-up, and its database.
 
 Why a module of its own: :mod:`syncserver.auth.ldap` is about accounts;
 this is about refusing a configuration that cannot work with a sentence
@@ -6,23 +6,61 @@ naming the key (:class:`~syncserver.errors.ConfigError`) before the first
 request, instead of a 500 or a 503 on every request.
 """
 
+import dataclasses
 import os
 
 import ldap
 import ldap.dn
-from sqlalchemy import exc as sqlalchemy_exc
 
-from syncserver import migrations, sqldb
-from syncserver.auth import AuthUnavailable
 from syncserver.auth.ldap_connections import DirectoryConnector, close_quietly
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 
 USERNAME_PLACEHOLDER = "{username}"
 
 
-def checked_options(settings):
+@dataclasses.dataclass(frozen=True)
+class LDAPSettings:
+    """``auth.*`` keys read by the LDAP backend (``auth.backend = ldap``) and by no other."""
+
+    #: ``ldap://host`` or ``ldaps://host``; several URIs separated by spaces fail over.
+    ldapuri: str | None = None
+    #: Upgrade ``ldap://`` connections with StartTLS (refused if the server cannot).
+    ldap_starttls: bool = False
+    #: PEM file of the CA that signed the directory's certificate (system CAs if empty).
+    ldap_ca_file: str | None = None
+    #: Service account that searches for users; anonymous when empty.
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    users_base_dn: str | None = None
+    #: ``{username}`` is replaced by the escaped Sync username.
+    user_filter: str = "(uid={username})"
+    mail_attribute: str = "mail"
+    #: An entry that does not also match this filter is a disabled account.
+    enabled_filter: str | None = None
+    #: Numeric attribute (``uidNumber``) used as the user id instead of the SQL id map.
+    uid_number_attribute: str | None = None
+    #: Seconds allowed to connect and for each directory operation.
+    ldap_timeout: int = 5
+    ldap_pool_size: int = 5
+    #: Seconds after which a pooled service connection is closed and replaced.
+    ldap_pool_lifetime: int = 600
+    #: Account allowed to write users; empty keeps the directory read-only.
+    admin_bind_dn: str | None = None
+    admin_bind_password: str | None = None
+    #: Where new accounts are created (``users_base_dn`` when empty).
+    new_users_base_dn: str | None = None
+    #: Attribute holding the Sync username in new entries (and their RDN).
+    username_attribute: str = "uid"
+    #: Space-separated object classes of new entries.
+    new_user_object_classes: str = "inetOrgPerson"
+
+
+def checked_options(settings, ldap_settings):
     """The LDAP settings that must be present and well-formed (the CA file loadable),
-    or a :class:`ConfigError`."""
+    or a :class:`ConfigError`. ``settings`` is the ``auth`` section, ``ldap_settings``
+    its :class:`LDAPSettings`."""
+    settings = ldap_settings
     uri = settings.ldapuri
     if not uri:
         raise ConfigError("auth.ldapuri is required by the LDAP authentication backend "
@@ -78,25 +116,17 @@ def _check_ca_file(uri, ca_file):
         close_quietly(probe)
 
 
-def sql_engine(settings):
-    """The SQL engine of the id map and the change feed, schema checked; None without one."""
+def id_database(settings, ldap_settings, databases):
+    """The :class:`~syncserver.db.Database` of the id map (``auth.sqluri``); None without one.
+
+    ``databases`` is the server's registry (None: a database of its own).
+    """
     if not settings.sqluri:
-        if settings.uid_number_attribute:
+        if ldap_settings.uid_number_attribute:
             return None
         raise ConfigError("auth.sqluri (or storage.sqluri) is required by the LDAP backend to "
                           "keep user ids, unless auth.uid_number_attribute is set.")
-    try:
-        engine = sqldb.create_engine(settings.sqluri, pool_size=settings.pool_size,
-                                     pool_timeout=settings.pool_timeout,
-                                     pool_recycle=settings.pool_recycle)
-    except (sqlalchemy_exc.ArgumentError, ImportError) as error:
-        raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
-    try:
-        if settings.create_tables:
-            migrations.ensure_schema(engine, AuthUnavailable)
-        else:
-            migrations.check_schema(engine, "auth.create_tables")
-    except (ConfigError, AuthUnavailable):
-        engine.dispose()
-        raise
-    return engine
+    if databases is not None:
+        return databases.database(settings.sqluri, "auth.sqluri", settings.create_tables)
+    return Database(settings.sqluri, key="auth.sqluri", pool_size=settings.pool_size,
+                    pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle)

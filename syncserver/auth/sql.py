@@ -10,19 +10,12 @@ One table, ``users``::
     sync_node      VARCHAR(255) NULL             (node assignment, used later)
     created_at     BIGINT                        (epoch seconds)
 
-and the ``credential_changes`` feed of :mod:`syncserver.auth.credential_changes`
-(password set, account disabled or deleted), written in the transaction of
-the change and read by every process.
-
-``authenticate`` answers repeated good credentials from the per-process
-credentials cache (:mod:`syncserver.auth.credentials_cache`) without touching
-the database; only unknown credentials cost a SELECT and the slow hash. Each
-process reads the change feed at most once per ``changes_poll_seconds``
-(default 1 s) and forgets the credentials it lists, so a password change or
-deletion in any process stops the old credentials everywhere within that
-interval (at once in the process that made it).
-Legacy hashes (``{SSHA}``, ``{SSHA-256}``, ``{SSCRYPT}``) and argon2 hashes
-with outdated parameters are replaced after the next successful login.
+``authenticate`` is one SELECT and the (deliberately slow) password hash.
+The server puts :class:`~syncserver.auth.cached.CachedAuth` in front of it,
+which answers repeated good credentials from memory and makes every process
+forget them when they change. Legacy hashes (``{SSHA}``, ``{SSHA-256}``,
+``{SSCRYPT}``) and argon2 hashes with outdated parameters are replaced after
+the next successful login.
 
 Every database failure that means "not reachable" becomes
 :class:`~syncserver.auth.AuthUnavailable` (its message never holds SQL
@@ -46,7 +39,6 @@ from sqlalchemy import (
     select,
 )
 
-from syncserver import migrations, sqldb
 from syncserver.auth import (
     AuthBackend,
     AuthUnavailable,
@@ -56,10 +48,9 @@ from syncserver.auth import (
     UserIdTaken,
     UserNotFound,
 )
-from syncserver.auth.credential_changes import ChangeFeed
-from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.passwords import hash_password, needs_rehash, verify_password
 from syncserver.auth.usernames import is_valid_username
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -97,82 +88,54 @@ _INSERT_ATTEMPTS = 3
 
 
 class SQLAuth(AuthBackend):
-    """Accounts in the ``users`` table; see the module docstring.
+    """Accounts in the ``users`` table of a :class:`~syncserver.db.Database`; see the module
+    docstring.
 
     ``password_hasher`` (a :class:`syncserver.auth.passwords.PasswordHasher`)
     is for tests that want cheap argon2 parameters; None means the defaults.
     Thread-safe: one instance serves every thread of the WSGI server.
     """
 
-    def __init__(self, sqluri, create_tables=False, allow_new_users=True,
-                 credentials_cache_seconds=300, credentials_cache_secret=None,
-                 pool_size=10, pool_timeout=30, pool_recycle=3600,
-                 connect_timeout=10, query_timeout=30,
-                 password_hasher=None, credentials_cache=None, changes_poll_seconds=1.0):
-        if not sqluri:
-            raise ConfigError("auth.sqluri is required by the SQL authentication backend.")
-        self.sqluri = sqluri
+    def __init__(self, database, allow_new_users=True, password_hasher=None, *,
+                 owns_database=False):
+        self.database = database
         self.allow_new_users = allow_new_users
         self._hasher = password_hasher
-        if credentials_cache is None:
-            credentials_cache = CredentialsCache(
-                credentials_cache_seconds, credentials_cache_secret or None)
-        self.credentials_cache = credentials_cache
-        #: Bumped whenever credentials are forgotten: a check that overlapped it is not cached.
-        self._forget_generation = 0
-        try:
-            self._engine = sqldb.create_engine(
-                sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
-                pool_recycle=pool_recycle, connect_timeout=connect_timeout,
-                query_timeout=query_timeout)
-        except (exc.ArgumentError, ImportError) as error:
-            raise ConfigError(f"auth.sqluri cannot be used: {error}") from None
-        self.change_feed = ChangeFeed(self._engine, credentials_cache.seconds,
-                                      poll_seconds=changes_poll_seconds)
-        if create_tables:
-            self.create_tables()
+        self._owns_database = owns_database
 
     @classmethod
     def from_settings(cls, settings):
-        if not settings.sqluri:
-            raise ConfigError(
-                "auth.sqluri is required by the SQL authentication backend "
-                "(or set storage.sqluri, which it defaults to).")
-        backend = cls(
-            settings.sqluri,
-            create_tables=settings.create_tables,
-            allow_new_users=settings.allow_new_users,
-            credentials_cache_seconds=settings.credentials_cache_seconds,
-            credentials_cache_secret=settings.credentials_cache_secret or None,
-            pool_size=settings.pool_size,
-            pool_timeout=settings.pool_timeout,
-            pool_recycle=settings.pool_recycle,
-            connect_timeout=settings.connect_timeout,
-            query_timeout=settings.query_timeout,
-        )
-        if not settings.create_tables:
-            migrations.require_schema(backend, "auth.create_tables")
-        return backend
+        """A backend with a database of its own (the server shares one: :meth:`open`)."""
+        _require_sqluri(settings)
+        return cls(Database(settings.sqluri, key="auth.sqluri", pool_size=settings.pool_size,
+                            pool_timeout=settings.pool_timeout,
+                            pool_recycle=settings.pool_recycle,
+                            connect_timeout=settings.connect_timeout,
+                            query_timeout=settings.query_timeout),
+                   allow_new_users=settings.allow_new_users, owns_database=True)
+
+    @classmethod
+    def open(cls, settings, databases):
+        _require_sqluri(settings)
+        return cls(databases.database(settings.sqluri, "auth.sqluri", settings.create_tables),
+                   allow_new_users=settings.allow_new_users)
 
     @property
     def engine(self):
-        return self._engine
-
-    def create_tables(self):
-        """Bring the database to the newest schema (the migrations; safe from several processes)."""
-        migrations.ensure_schema(self._engine, AuthUnavailable)
+        return self.database.engine
 
     def close(self):
-        self._engine.dispose()
+        if self._owns_database:
+            self.database.close()
 
     # --- reads --------------------------------------------------------------
 
     def is_healthy(self):
         try:
-            with sqldb.read_connection(self._engine) as connection:
+            with self.database.reading(AuthUnavailable) as connection:
                 connection.execute(select(users.c.userid).limit(1)).first()
             return True
-        except exc.SQLAlchemyError:
+        except (AuthUnavailable, exc.SQLAlchemyError):
             return False
 
     def get_user(self, username):
@@ -193,53 +156,38 @@ class SQLAuth(AuthBackend):
         query = select(*_USER_COLUMNS).order_by(users.c.username).limit(max(int(limit), 0))
         if after is not None:
             query = query.where(users.c.username > after)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                return [_user(row) for row in connection.execute(query)]
+        with self.database.reading(AuthUnavailable) as connection:
+            return [_user(row) for row in connection.execute(query)]
 
     def count_users(self):
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                return int(connection.execute(
-                    select(func.count()).select_from(users)).scalar())
+        with self.database.reading(AuthUnavailable) as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(users)).scalar())
 
     def _fetch(self, username):
         query = select(*_USER_COLUMNS, users.c.password_hash).where(users.c.username == username)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                return connection.execute(query).first()
+        with self.database.reading(AuthUnavailable) as connection:
+            return connection.execute(query).first()
 
     def authenticate(self, username, password):
         if not is_valid_username(username) or not isinstance(password, str):
             return None
-        cache = self.credentials_cache
-        if cache.enabled:
-            self.change_feed.poll(self._forget)
-            user = cache.lookup(username, password)
-            if user is not None:
-                return user
-        generation = self._forget_generation
         query = select(users.c.userid, users.c.password_hash, users.c.status,
                        users.c.email).where(users.c.username == username)
-        with sqldb.translate_errors(AuthUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                row = connection.execute(query).first()
+        with self.database.reading(AuthUnavailable) as connection:
+            row = connection.execute(query).first()
         if row is None or row.status != STATUS_ENABLED:
             return None
         stored = row.password_hash
         if not verify_password(password, stored, self._hasher):
             return None
-        still_current = True
-        if needs_rehash(stored, self._hasher):
-            still_current = self._rehash(row.userid, password, stored)
-        user = User(user_id=row.userid, username=username, email=row.email, enabled=True)
-        if still_current and generation == self._forget_generation:
-            cache.remember(username, password, user)
-        return user
-
-    def _forget(self, username):
-        self._forget_generation += 1
-        self.credentials_cache.forget_user(username)
+        if needs_rehash(stored, self._hasher) and not self._rehash(row.userid, password, stored):
+            # The hash changed while we checked it: another login upgraded it (the
+            # password still verifies), or the password was changed (it no longer does).
+            current = self.get_password_hash(username)
+            if current is None or not verify_password(password, current, self._hasher):
+                return None
+        return User(user_id=row.userid, username=username, email=row.email, enabled=True)
 
     def _rehash(self, userid, password, old_hash):
         """Store a current hash of the verified ``password``.
@@ -253,9 +201,8 @@ class SQLAuth(AuthBackend):
                      .where(users.c.userid == userid, users.c.password_hash == old_hash)
                      .values(password_hash=new_hash))
         try:
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.write_transaction(self._engine) as connection:
-                    changed = connection.execute(statement).rowcount
+            with self.database.writing(AuthUnavailable) as connection:
+                changed = connection.execute(statement).rowcount
         except AuthUnavailable as error:
             logger.warning("could not upgrade the password hash of user id %s: %s", userid, error)
             return True
@@ -304,12 +251,11 @@ class SQLAuth(AuthBackend):
             values["userid"] = userid
         for attempt in range(_INSERT_ATTEMPTS):
             try:
-                with sqldb.translate_errors(AuthUnavailable):
-                    with sqldb.write_transaction(self._engine) as connection:
-                        result = connection.execute(users.insert().values(**values))
-                        new_id = userid if userid is not None else result.inserted_primary_key[0]
-                        if userid is not None:
-                            self._advance_sequence(connection, userid)
+                with self.database.writing(AuthUnavailable) as connection:
+                    result = connection.execute(users.insert().values(**values))
+                    new_id = userid if userid is not None else result.inserted_primary_key[0]
+                    if userid is not None:
+                        self._advance_sequence(connection, userid)
                 break
             except exc.IntegrityError:
                 if self._fetch(username) is not None:
@@ -343,18 +289,12 @@ class SQLAuth(AuthBackend):
         return connection.execute(sqlalchemy.text(
             "SELECT pg_get_serial_sequence('users', 'userid')")).scalar_one()
 
-    def _update(self, username, credentials_changed, **values):
+    def _update(self, username, **values):
         if not is_valid_username(username):
             raise UserNotFound(f"no account named {username!r}")
         statement = users.update().where(users.c.username == username).values(**values)
-        try:
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.write_transaction(self._engine) as connection:
-                    changed = connection.execute(statement).rowcount
-                    if changed and credentials_changed:
-                        self.change_feed.record(username, connection)
-        finally:
-            self._forget(username)
+        with self.database.writing(AuthUnavailable) as connection:
+            changed = connection.execute(statement).rowcount
         if changed == 0:
             raise UserNotFound(f"no account named {username!r}")
 
@@ -362,29 +302,21 @@ class SQLAuth(AuthBackend):
         if not isinstance(new_password, str) or not new_password:
             raise ValueError("a password is required")
         password_hash = hash_password(new_password, self._hasher)
-        self._update(username, True, password_hash=password_hash)
+        self._update(username, password_hash=password_hash)
 
     def set_email(self, username, email):
         _check_email(email)
-        self._update(username, False, email=email)
+        self._update(username, email=email)
 
     def set_enabled(self, username, enabled):
-        self._update(username, not enabled,
-                     status=STATUS_ENABLED if enabled else STATUS_DISABLED)
+        self._update(username, status=STATUS_ENABLED if enabled else STATUS_DISABLED)
 
     def delete_user(self, username):
         if not is_valid_username(username):
             return False
         statement = users.delete().where(users.c.username == username)
-        try:
-            with sqldb.translate_errors(AuthUnavailable):
-                with sqldb.write_transaction(self._engine) as connection:
-                    deleted = connection.execute(statement).rowcount > 0
-                    if deleted:
-                        self.change_feed.record(username, connection)
-                    return deleted
-        finally:
-            self._forget(username)
+        with self.database.writing(AuthUnavailable) as connection:
+            return connection.execute(statement).rowcount > 0
 
 
 _USER_COLUMNS = (users.c.userid, users.c.username, users.c.email, users.c.status,
@@ -394,6 +326,13 @@ _USER_COLUMNS = (users.c.userid, users.c.username, users.c.email, users.c.status
 def _user(row):
     return User(user_id=row.userid, username=row.username, email=row.email,
                 enabled=row.status == STATUS_ENABLED, created_at=row.created_at)
+
+
+def _require_sqluri(settings):
+    if not settings.sqluri:
+        raise ConfigError(
+            "auth.sqluri is required by the SQL authentication backend "
+            "(or set storage.sqluri, which it defaults to).")
 
 
 def _check_username(username):

@@ -28,7 +28,12 @@ class CaptchaBackend(abc.ABC):
     called from many threads at once.
     """
 
-    #: Extra ``captcha.*`` keys this backend reads beyond the core ones.
+    #: The backend's own typed settings (a dataclass of ``captcha.*`` keys), passed
+    #: as ``settings.backend_settings``; see :class:`syncserver.storage.StorageBackend`.
+    settings_class = None
+
+    #: Deprecated (use :attr:`settings_class`): extra ``captcha.*`` keys, unconverted
+    #: in ``settings.options``.
     extra_settings: Sequence[str] = ()
 
     @classmethod

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from syncserver.auth import UserExists, UserIdTaken
+from syncserver.errors import NotSupported
 from syncserver.storage import StoredRecord
 
 #: Records restored per transaction: big collections never hold one long lock.
@@ -98,20 +99,20 @@ def _ensure_account(account, auth, report, dry_run):
     if not account.password_hash:
         report.accounts_skipped.append((account.username, "the source holds no password hash"))
         return None
-    import_user = getattr(auth, "import_user", None)
-    if import_user is None:
-        raise MigrationError(
-            f"the authentication backend {type(auth).__name__} cannot import accounts "
-            "with their password hashes; import into a server using auth.backend = sql")
     if dry_run:
         report.accounts_created += 1
         return account.userid if account.userid is not None else -1
     try:
-        user = import_user(account.username, account.password_hash, account.email,
-                           userid=account.userid, enabled=account.enabled)
+        user = auth.import_user(account.username, account.password_hash, account.email,
+                                userid=account.userid, enabled=account.enabled)
+    except NotSupported:
+        raise MigrationError(
+            f"the authentication backend {_backend_name(auth)} cannot import accounts "
+            "with their password hashes; import into a server using auth.backend = sql"
+        ) from None
     except UserIdTaken:
-        user = import_user(account.username, account.password_hash, account.email,
-                           enabled=account.enabled)
+        user = auth.import_user(account.username, account.password_hash, account.email,
+                                enabled=account.enabled)
         report.ids_changed.append((account.username, account.userid, user.user_id))
     except ValueError as error:  # a username or e-mail this server cannot hold
         report.accounts_skipped.append((account.username, str(error)))
@@ -137,3 +138,8 @@ def _restore_collection(storage, user_id, collection, report, dry_run):
             chunk = []
     if not dry_run:
         storage.restore_records(user_id, collection.name, chunk, collection.timestamp)
+
+
+def _backend_name(auth):
+    """The configured backend's class name (the server wraps it in a login cache)."""
+    return type(getattr(auth, "backend", auth)).__name__

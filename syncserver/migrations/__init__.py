@@ -2,16 +2,17 @@
 
 The migration environment (``env.py``, ``versions/``) ships inside the
 package; ``alembic.ini`` at the top of the source tree and
-``syncserver-admin db upgrade`` both use it, and so does start-up with
-``storage.create_tables`` / ``auth.create_tables``: those run
-:func:`ensure_schema`, the same migrations, instead of a separate
-``create_all``.
+``syncserver-admin db upgrade`` both use it, and so does start-up with a
+``*.create_tables`` key on: the composition root (:mod:`syncserver.composition`)
+runs :func:`ensure_schema`, the same migrations, on each database before the
+server serves, and :func:`check_schema` on the others. Backends never import
+this package.
 
 One revision history covers every table of every SQL backend
-(:mod:`syncserver.sql_metadata`). When storage and authentication use two
-databases, each database gets all the tables and its own ``alembic_version``:
-the tables a database does not use stay empty, and both are upgraded the
-same way.
+(:mod:`syncserver.migrations.metadata`). When several databases are configured
+(storage and accounts apart, say), each database gets all the tables and its
+own ``alembic_version``: the tables a database does not use stay empty, and
+all are upgraded the same way.
 
 Databases created by ``create_tables`` before migrations existed have no
 ``alembic_version``; the first revision creates only the tables that are
@@ -30,8 +31,10 @@ import threading
 import sqlalchemy
 from sqlalchemy import exc
 
-from syncserver import sqldb
-from syncserver.errors import ConfigError
+from syncserver.db import engines
+from syncserver.db.errors import is_unavailable, translate_errors
+from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.migrations.metadata import combined_metadata
 
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPT_LOCATION = "syncserver:migrations"
@@ -55,15 +58,6 @@ class SchemaNotReady(ConfigError):
     def __init__(self, problem, fix):
         super().__init__(f"{problem}: {fix}.")
         self.problem = problem
-
-
-def database_urls(settings):
-    """The distinct database URLs a :class:`~syncserver.settings.Settings` names, storage first."""
-    urls = []
-    for url in (settings.storage.sqluri, settings.auth.sqluri):
-        if url and url not in urls:
-            urls.append(url)
-    return urls
 
 
 def alembic_config(urls=(), engines=()):
@@ -111,33 +105,33 @@ def run_command(name, config, *args, **kwargs):
         return getattr(command, name)(config, *args, **kwargs)
 
 
-def ensure_schema(engine, unavailable_class):
-    """Bring the database to ``head`` unless it is there already (``create_tables = true``).
+def ensure_schema(database, unavailable_class=BackendUnavailable):
+    """Bring a :class:`~syncserver.db.Database` to ``head`` unless it is there already.
 
-    Raises ``unavailable_class`` when the database cannot be reached.
+    What ``*.create_tables = true`` does at start-up. Raises
+    ``unavailable_class`` when the database cannot be reached.
     """
-    with sqldb.translate_errors(unavailable_class):
+    engine = database.engine
+    with translate_errors(unavailable_class):
         with engine.connect() as connection:
             if current_revision(connection) == head_revision():
                 return
         upgrade(engine)
 
 
-def check_schema(engine, create_tables_key):
+def check_schema(database, create_tables_key):
     """Refuse to start on a reachable database that is not ready for this code.
 
     Missing tables or an older revision raise :class:`SchemaNotReady`; an
     unreachable database passes (the server starts and answers 503 until it
     comes back).
     """
-    from syncserver.sql_metadata import combined_metadata
-
     try:
-        with engine.connect() as connection:
+        with database.engine.connect() as connection:
             present = set(sqlalchemy.inspect(connection).get_table_names())
             revision = current_revision(connection)
     except exc.SQLAlchemyError as error:
-        if sqldb.is_unavailable(error):
+        if is_unavailable(error):
             return
         raise
     fix = f"set {create_tables_key} = true (once is enough) or run 'syncserver-admin db upgrade'"
@@ -153,24 +147,12 @@ def check_schema(engine, create_tables_key):
             fix)
 
 
-def require_schema(backend, create_tables_key):
-    """:func:`check_schema` of ``backend.engine`` for a backend built with create_tables off.
-
-    A backend that may not start is closed before the error propagates.
-    """
-    try:
-        check_schema(backend.engine, create_tables_key)
-    except ConfigError:
-        backend.close()
-        raise
-
-
 @contextlib.contextmanager
 def locked_transaction(engine):
     """A connection in a write transaction, holding the migration lock until after commit."""
     dialect = engine.dialect.name
     if dialect not in ("mysql", "mariadb"):
-        with sqldb.write_transaction(engine) as connection:
+        with engines.write_transaction(engine) as connection:
             if dialect == "postgresql":
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": _PG_LOCK_KEY})

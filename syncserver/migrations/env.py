@@ -6,8 +6,8 @@ The databases, first match wins:
    (start-up with ``create_tables``, ``syncserver-admin db ...``);
 2. ``alembic -x sqluri=URL ...``;
 3. the server's ini file: ``$SYNCSERVER_INI`` or ``production.ini`` (or
-   ``-x ini=FILE``), whose ``storage.sqluri`` and ``auth.sqluri`` are
-   upgraded in turn (once when they are the same).
+   ``-x ini=FILE``), whose SQL databases (``storage.sqluri``,
+   ``auth.sqluri``... each once) are upgraded in turn.
 """
 
 import logging
@@ -16,9 +16,10 @@ import os
 
 from alembic import context
 
-from syncserver import migrations, sqldb
+from syncserver import migrations
+from syncserver.db import engines as db_engines
+from syncserver.migrations.metadata import combined_metadata
 from syncserver.settings import settings_from_ini
-from syncserver.sql_metadata import combined_metadata
 
 config = context.config
 if config.config_file_name and not config.attributes.get("engines"):
@@ -35,7 +36,7 @@ def target_urls():
     if arguments.get("sqluri"):
         return [arguments["sqluri"]]
     ini = arguments.get("ini") or os.environ.get("SYNCSERVER_INI") or "production.ini"
-    return migrations.database_urls(settings_from_ini(ini))
+    return settings_from_ini(ini).sql_urls()
 
 
 def configure(**options):
@@ -57,7 +58,7 @@ def run_online():
             migrate(engine)
         return
     for url in target_urls():
-        engine = sqldb.create_engine(url, pool_size=1)
+        engine = db_engines.create_engine(url, pool_size=1)
         try:
             logger.info("Migrating %s", engine.url.render_as_string(hide_password=True))
             migrate(engine)

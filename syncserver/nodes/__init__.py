@@ -68,13 +68,24 @@ class NodeBackend(abc.ABC):
     when its service is down. Thread-safe: one instance serves every thread.
     """
 
-    #: Extra ``nodes.*`` keys this backend reads beyond the core ones.
+    #: The backend's own typed settings (a dataclass of ``nodes.*`` keys), passed
+    #: as ``settings.backend_settings``; see :class:`syncserver.storage.StorageBackend`.
+    settings_class = None
+
+    #: Deprecated (use :attr:`settings_class`): extra ``nodes.*`` keys, unconverted
+    #: in ``settings.options``.
     extra_settings = ()
 
     @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings):
         """Build the backend from a :class:`syncserver.settings.NodeSettings`."""
+
+    @classmethod
+    def open(cls, settings, databases):
+        """How the server builds the backend; ``databases`` shares the process's
+        :class:`~syncserver.db.Database` of a URL. The default calls :meth:`from_settings`."""
+        return cls.from_settings(settings)
 
     def is_healthy(self):
         """True when the node list can be read (the heartbeat's check); never raises.

@@ -21,7 +21,7 @@ Keyed by username, not by account id, so that any authentication backend
 How assignment stays exact under concurrency: one write transaction locks
 every eligible node row (``SELECT ... FOR UPDATE`` in id order on MySQL and
 PostgreSQL; SQLite's writers are serialised by
-:func:`syncserver.sqldb.write_transaction`), picks one by the rule of
+:meth:`syncserver.db.Database.writing`), picks one by the rule of
 :mod:`syncserver.nodes` from the rows as locked, inserts the ``user_nodes``
 row and increments the load. A concurrent first request for the same user
 fails on the username's primary key, rolls back (its increment with it) and
@@ -49,7 +49,7 @@ from sqlalchemy import (
     select,
 )
 
-from syncserver import migrations, sqldb
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 from syncserver.nodes import Node, NodeBackend, NodeExists, NodeNotFound, NodesUnavailable
 
@@ -93,42 +93,30 @@ _WRITE_ATTEMPTS = 5
 class SQLNodes(NodeBackend):
     """Nodes and assignments in SQL; see the module docstring."""
 
-    def __init__(self, sqluri, create_tables=False, pool_size=5, pool_timeout=30,
-                 pool_recycle=3600):
-        if not sqluri:
-            raise ConfigError("nodes.sqluri is required by the SQL node backend.")
-        try:
-            self._engine = sqldb.create_engine(
-                sqluri, pool_size=pool_size, pool_timeout=pool_timeout,
-                pool_recycle=pool_recycle)
-        except (exc.ArgumentError, ImportError) as error:
-            raise ConfigError(f"nodes.sqluri cannot be used: {error}") from None
-        if create_tables:
-            self.create_tables()
+    def __init__(self, database, *, owns_database=False):
+        self.database = database
+        self._owns_database = owns_database
 
     @classmethod
     def from_settings(cls, settings):
-        if not settings.sqluri:
-            raise ConfigError(
-                "nodes.sqluri is required by the SQL node backend "
-                "(or set auth.sqluri or storage.sqluri, which it defaults to).")
-        backend = cls(settings.sqluri, create_tables=settings.create_tables,
-                      pool_size=settings.pool_size, pool_timeout=settings.pool_timeout,
-                      pool_recycle=settings.pool_recycle)
-        if not settings.create_tables:
-            migrations.require_schema(backend, "nodes.create_tables")
-        return backend
+        """A backend with a database of its own (the server shares one: :meth:`open`)."""
+        _require_sqluri(settings)
+        return cls(Database(settings.sqluri, key="nodes.sqluri", pool_size=settings.pool_size,
+                            pool_timeout=settings.pool_timeout,
+                            pool_recycle=settings.pool_recycle), owns_database=True)
+
+    @classmethod
+    def open(cls, settings, databases):
+        _require_sqluri(settings)
+        return cls(databases.database(settings.sqluri, "nodes.sqluri", settings.create_tables))
 
     @property
     def engine(self):
-        return self._engine
-
-    def create_tables(self):
-        """Bring the database to the newest schema (the migrations; safe from several processes)."""
-        migrations.ensure_schema(self._engine, NodesUnavailable)
+        return self.database.engine
 
     def close(self):
-        self._engine.dispose()
+        if self._owns_database:
+            self.database.close()
 
     def is_healthy(self):
         try:
@@ -243,22 +231,27 @@ class SQLNodes(NodeBackend):
     @contextlib.contextmanager
     def _reading(self):
         """A read connection whose outages become :class:`NodesUnavailable`."""
-        with sqldb.translate_errors(NodesUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                yield connection
+        with self.database.reading(NodesUnavailable) as connection:
+            yield connection
 
     def _write(self, work):
         """Run ``work(connection)`` in one write transaction; retry deadlocks, translate outages."""
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with sqldb.translate_errors(NodesUnavailable):
-                    with sqldb.write_transaction(self._engine) as connection:
-                        return work(connection)
+                with self.database.writing(NodesUnavailable) as connection:
+                    return work(connection)
             except NodesUnavailable as error:
                 if attempt == _WRITE_ATTEMPTS - 1 or not _is_retryable(error.__cause__):
                     raise
                 logger.info("node table write retried after %s", error)
         raise AssertionError("unreachable")
+
+
+def _require_sqluri(settings):
+    if not settings.sqluri:
+        raise ConfigError(
+            "nodes.sqluri is required by the SQL node backend "
+            "(or set auth.sqluri or storage.sqluri, which it defaults to).")
 
 
 _NODE_COLUMNS = (nodes.c.url, nodes.c.capacity, nodes.c.current_load, nodes.c.available,

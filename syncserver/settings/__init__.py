@@ -3,11 +3,15 @@
 Every key is dotted, ``section.option`` (``storage.sqluri``). Each section
 becomes one frozen dataclass (:mod:`syncserver.settings.sections`);
 controllers and backends receive the one they need, never the raw mapping.
-A misspelt key, a bad value or a missing required key raises
-:class:`ConfigError` with one sentence naming the key.
+A backend (bundled or a plugin) declares its own keys as a dataclass, its
+``settings_class``: they are converted and checked the same way and reach
+it as ``settings.backend_settings``. A misspelt key, a bad value or a
+missing required key raises :class:`ConfigError` with one sentence naming
+the key.
 """
 
 import dataclasses
+import importlib
 import os
 
 from syncserver.auth import AuthBackend
@@ -18,8 +22,8 @@ from syncserver.plugins import resolve_backend
 from syncserver.settings.sections import (
     _SECTIONS,
     ACCESS_LOG_FORMATS,
-    LDAP_KEYS,
     LOCAL_NETWORKS,
+    NOT_KEYS,
     AuthSettings,
     CaptchaSettings,
     GlobalSettings,
@@ -43,7 +47,7 @@ from syncserver.settings.values import (
 from syncserver.storage import StorageBackend
 
 __all__ = [
-    "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LDAP_KEYS", "LOCAL_NETWORKS",
+    "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LOCAL_NETWORKS",
     "NODE_BACKENDS", "STORAGE_BACKENDS", "AuthSettings", "CaptchaSettings", "GlobalSettings",
     "LoggingSettings", "MetricsSettings", "NodeSettings", "PagesSettings", "ResetSettings",
     "SMTPSettings", "Settings", "StorageSettings", "ThrottleSettings", "convert",
@@ -86,17 +90,11 @@ def parse_settings(raw):
     auth_backend = resolve_backend(
         "auth.backend", grouped["auth"].get("backend", "sql"), AUTH_BACKENDS, AuthBackend)
 
-    storage = _build("storage", StorageSettings, grouped["storage"],
-                     (storage_backend, wrapped_backend), backend=storage_backend,
-                     wrapped_backend=wrapped_backend, options=dict(grouped["storage"]))
-    if not getattr(auth_backend, "reads_ldap_settings", False):
-        for option in sorted(LDAP_KEYS & set(grouped["auth"])):
-            raise ConfigError(
-                f"auth.{option} is read only by the LDAP authentication backend "
-                f"(auth.backend = ldap), not by {auth_backend.__name__}.")
+    storage = _build_with_backends("storage", StorageSettings, grouped["storage"],
+                                   storage_backend, wrapped_backend)
     auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
-    auth = _build("auth", AuthSettings, grouped["auth"], (auth_backend,),
-                  defaults=auth_defaults, backend=auth_backend, options=dict(grouped["auth"]))
+    auth = _build_with_backends("auth", AuthSettings, grouped["auth"], auth_backend,
+                                defaults=auth_defaults)
     nodes = _build_nodes(grouped["nodes"], auth)
     global_ = _build("global", GlobalSettings, grouped["global"])
     if global_.public_url:
@@ -112,8 +110,8 @@ def parse_settings(raw):
     captcha_backend = resolve_backend("captcha.backend",
                                       grouped["captcha"].get("backend", "recaptcha"),
                                       CAPTCHA_BACKENDS, CaptchaBackend)
-    captcha = _build("captcha", CaptchaSettings, grouped["captcha"], captcha_backend,
-                     backend=captcha_backend, options=dict(grouped["captcha"]))
+    captcha = _build_with_backends("captcha", CaptchaSettings, grouped["captcha"],
+                                   captcha_backend)
     throttle = _build("throttle", ThrottleSettings, grouped["throttle"], defaults={
         "sqluri": auth.sqluri, "create_tables": auth.create_tables})
     _check_throttle(throttle)
@@ -158,8 +156,7 @@ def _build_nodes(values, auth):
     backend = resolve_backend(
         "nodes.backend", values.get("backend", "sql"), NODE_BACKENDS, NodeBackend)
     defaults = {"sqluri": auth.sqluri, "create_tables": auth.create_tables}
-    nodes = _build("nodes", NodeSettings, values, backend, defaults=defaults,
-                   backend=backend, options=dict(values))
+    nodes = _build_with_backends("nodes", NodeSettings, values, backend, defaults=defaults)
     urls = {name: normalize_node_url(getattr(nodes, name))
             for name in ("fallback_node", "this_node") if getattr(nodes, name)}
     nodes = dataclasses.replace(nodes, **urls)
@@ -188,6 +185,80 @@ def _check_throttle(throttle):
         raise ConfigError("throttle.reset_mail_interval_seconds must not be negative.")
 
 
+#: Section -> the bundled backends' aliases: their keys are named in error messages.
+_BUNDLED = {"storage": STORAGE_BACKENDS, "auth": AUTH_BACKENDS, "nodes": NODE_BACKENDS,
+            "captcha": CAPTCHA_BACKENDS}
+
+
+def _build_with_backends(section, cls, values, backend, wrapped=None, defaults=None):
+    """A section whose backend (and wrapped backend) may declare keys of their own.
+
+    Each key goes to the section's own fields, else to the ``settings_class``
+    of the backend, else of the wrapped backend, else (deprecated) to
+    ``options`` when listed in a backend's ``extra_settings``.
+    """
+    own = set(_field_names(cls))
+    backend_values, wrapped_values, core = {}, {}, {}
+    legacy = {key for plugin in (backend, wrapped) if plugin
+              for key in getattr(plugin, "extra_settings", ())}
+    for option, value in values.items():
+        if option in own or option in ("backend", "wrapped_backend"):
+            core[option] = value
+        elif option in _field_names(backend_settings_class(backend)):
+            backend_values[option] = value
+        elif option in _field_names(backend_settings_class(wrapped)):
+            wrapped_values[option] = value
+        elif option not in legacy:
+            raise ConfigError(_unknown_key(section, option, backend, wrapped))
+    fixed = {"backend": backend, "options": dict(values),
+             "backend_settings": _build_backend_settings(section, backend, backend_values)}
+    if wrapped is not None or "wrapped_backend_settings" in own:
+        fixed["wrapped_backend"] = wrapped
+        fixed["wrapped_backend_settings"] = _build_backend_settings(
+            section, wrapped, wrapped_values)
+    return _build(section, cls, core, defaults=defaults, **fixed)
+
+
+def backend_settings_class(backend):
+    """The dataclass of a backend class's own keys, or None."""
+    settings_class = getattr(backend, "settings_class", None) if backend else None
+    if settings_class is not None and not dataclasses.is_dataclass(settings_class):
+        raise ConfigError(f"{backend.__module__}.{backend.__qualname__}.settings_class must be "
+                          "a dataclass.")
+    return settings_class
+
+
+def _build_backend_settings(section, backend, values):
+    settings_class = backend_settings_class(backend)
+    if settings_class is None:
+        return None
+    return _build(section, settings_class, values)
+
+
+def _field_names(cls):
+    if cls is None:
+        return frozenset()
+    return frozenset(field.name for field in dataclasses.fields(cls)) - NOT_KEYS
+
+
+def _unknown_key(section, option, backend, wrapped):
+    """The sentence for a key nobody reads: says which bundled backend would read it."""
+    key = f"{section}.{option}"
+    for alias, dotted in _BUNDLED.get(section, {}).items():
+        module_name, _, name = dotted.rpartition(".")
+        try:
+            bundled = getattr(importlib.import_module(module_name), name)
+        except ImportError:  # an optional driver is missing: no hint from that backend
+            continue
+        if bundled in (backend, wrapped):
+            continue
+        if option in _field_names(backend_settings_class(bundled)):
+            current = backend.__name__ if backend else "none"
+            return (f"{key} is read only by the {bundled.__name__} backend "
+                    f"({section}.backend = {alias}), not by {current}.")
+    return f"Unknown setting {key!r}."
+
+
 def _build(section, cls, values, plugins=(), defaults=None, **fixed):
     """Convert ``values`` to the field types of ``cls``; reject unknown keys.
 
@@ -207,7 +278,7 @@ def _build(section, cls, values, plugins=(), defaults=None, **fixed):
         if option in extra_keys:
             continue
         field = fields.get(option)
-        if field is None or option == "options":
+        if field is None or option in NOT_KEYS:
             raise ConfigError(f"Unknown setting {key!r}.")
         parse = field.metadata.get("parse")
         converted[option] = parse(key, value) if parse else convert(key, value, field.type)

@@ -35,20 +35,15 @@ class StorageSettings:
     pool_recycle: int = 3600
     #: The backend a wrapper (``redis``) keeps the data in; a class, like ``backend``.
     wrapped_backend: type | None = None
-    #: The Redis cache (``storage.backend = redis``).
-    redis_url: str | None = None
-    #: Seconds a Redis command may take before the request falls back to the database.
-    redis_timeout: float = 1.0
-    redis_key_prefix: str | None = "syncserver:"
-    #: After a Redis failure: seconds before Redis is tried again (and between warnings).
-    redis_retry_seconds: int = 10
-    #: How long a user's cached answers live in Redis without being read or written.
-    redis_cache_seconds: int = 86400
     #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
     connect_timeout: int = 10
     #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
     query_timeout: int = 30
-    #: Every ``storage.*`` key as written (prefix stripped), for plugins' own keys.
+    #: The backend's own keys: an instance of its ``settings_class`` (None without one).
+    backend_settings: object = None
+    #: The same for ``wrapped_backend``.
+    wrapped_backend_settings: object = None
+    #: Every ``storage.*`` key as written (prefix stripped), for plugins' ``extra_settings``.
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -71,52 +66,17 @@ class AuthSettings:
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
-    # --- LDAP directory (auth.backend = ldap); see LDAP_KEYS -----------------
-    #: ``ldap://host`` or ``ldaps://host``; several URIs separated by spaces fail over.
-    ldapuri: str | None = None
-    #: Upgrade ``ldap://`` connections with StartTLS (refused if the server cannot).
-    ldap_starttls: bool = False
-    #: PEM file of the CA that signed the directory's certificate (system CAs if empty).
-    ldap_ca_file: str | None = None
-    #: Service account that searches for users; anonymous when empty.
-    bind_dn: str | None = None
-    bind_password: str | None = None
-    users_base_dn: str | None = None
-    #: ``{username}`` is replaced by the escaped Sync username.
-    user_filter: str = "(uid={username})"
-    mail_attribute: str = "mail"
-    #: An entry that does not also match this filter is a disabled account.
-    enabled_filter: str | None = None
-    #: Numeric attribute (``uidNumber``) used as the user id instead of the SQL id map.
-    uid_number_attribute: str | None = None
-    #: Seconds allowed to connect and for each directory operation.
-    ldap_timeout: int = 5
-    ldap_pool_size: int = 5
-    #: Seconds after which a pooled service connection is closed and replaced.
-    ldap_pool_lifetime: int = 600
-    #: Account allowed to write users; empty keeps the directory read-only.
-    admin_bind_dn: str | None = None
-    admin_bind_password: str | None = None
-    #: Where new accounts are created (``users_base_dn`` when empty).
-    new_users_base_dn: str | None = None
-    #: Attribute holding the Sync username in new entries (and their RDN).
-    username_attribute: str = "uid"
-    #: Space-separated object classes of new entries.
-    new_user_object_classes: str = "inetOrgPerson"
+    #: Redis that tells every process at once that a user's credentials changed.
+    redis_url: str | None = None
+    #: How often (seconds) each process reads the SQL feed of credential changes.
+    changes_poll_seconds: float = 1.0
     #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
     connect_timeout: int = 10
     #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
     query_timeout: int = 30
+    #: The backend's own keys: an instance of its ``settings_class`` (None without one).
+    backend_settings: object = None
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-#: ``auth.*`` keys only the LDAP backend reads: refused with any other backend.
-LDAP_KEYS = frozenset({
-    "ldapuri", "ldap_starttls", "ldap_ca_file", "bind_dn", "bind_password", "users_base_dn",
-    "user_filter", "mail_attribute", "enabled_filter", "uid_number_attribute", "ldap_timeout",
-    "ldap_pool_size", "ldap_pool_lifetime", "admin_bind_dn", "admin_bind_password",
-    "new_users_base_dn", "username_attribute", "new_user_object_classes",
-})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +98,8 @@ class NodeSettings:
     pool_size: int = 5
     pool_timeout: int = 30
     pool_recycle: int = 3600
+    #: The backend's own keys: an instance of its ``settings_class`` (None without one).
+    backend_settings: object = None
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -249,6 +211,8 @@ class CaptchaSettings:
     timeout: int = 5
     #: PEM file of the CAs trusted for ``verify_url``; None means the system's.
     ca_file: str | None = None
+    #: The backend's own keys: an instance of its ``settings_class`` (None without one).
+    backend_settings: object = None
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -305,6 +269,24 @@ class Settings:
     logging: LoggingSettings
     metrics: MetricsSettings
 
+    def sql_urls(self):
+        """Every SQL database this configuration uses, once each, storage's first."""
+        named = [self.storage.sqluri, self.auth.sqluri]
+        if self.nodes.in_use:
+            named.append(self.nodes.sqluri)
+        if self.smtp.host:
+            named.append(self.reset.sqluri)
+        if self.throttle.enabled and not self.throttle.redis_url:
+            named.append(self.throttle.sqluri)
+        urls = []
+        for url in named:
+            if url and url not in urls:
+                urls.append(url)
+        return urls
+
+
+#: The fields of a section that are not keys of their own.
+NOT_KEYS = frozenset({"backend_settings", "wrapped_backend_settings", "options"})
 
 _SECTIONS = {
     "storage": StorageSettings,

@@ -188,8 +188,14 @@ class StorageBackend(abc.ABC):
     :class:`StorageUnavailable` when its service is down.
     """
 
-    #: Extra ``storage.*`` keys this backend reads (beyond the core ones), so
-    #: that start-up can reject misspelt keys. Names are without the prefix.
+    #: The backend's own typed settings: a dataclass whose fields are
+    #: ``storage.*`` keys (``storage.redis_url`` is field ``redis_url``). The
+    #: server converts and checks them at start-up and passes the instance as
+    #: ``settings.backend_settings``.
+    settings_class = None
+
+    #: Deprecated (use :attr:`settings_class`): extra ``storage.*`` keys, given
+    #: unconverted in ``settings.options``.
     extra_settings: Sequence[str] = ()
 
     @classmethod
@@ -198,9 +204,20 @@ class StorageBackend(abc.ABC):
         """Build the backend from a :class:`syncserver.settings.StorageSettings`.
 
         Raise :class:`syncserver.errors.ConfigError` naming the key for a bad
-        value. Must not do slow work beyond creating tables when
-        ``settings.create_tables`` is true.
+        value. Must not do slow work: the server starts with its services
+        down and answers 503 until they come back.
         """
+
+    @classmethod
+    def open(cls, settings, databases):
+        """How the server builds the backend: :meth:`from_settings`, sharing databases.
+
+        ``databases`` (a :class:`syncserver.db.DatabaseRegistry`) gives the
+        process's :class:`~syncserver.db.Database` for a URL, shared with
+        every other backend using it; the server creates or checks the
+        schema of every database asked for. The default ignores it.
+        """
+        return cls.from_settings(settings)
 
     @abc.abstractmethod
     def is_healthy(self):

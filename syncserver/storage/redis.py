@@ -70,6 +70,21 @@ _TABS_FILTERS = ("ids", "newer", "older")
 _UNAVAILABLE = object()
 
 
+@dataclasses.dataclass(frozen=True)
+class RedisCacheSettings:
+    """``storage.*`` keys of the Redis cache (``storage.backend = redis``)."""
+
+    #: The Redis server, e.g. ``redis://127.0.0.1:6379/0``.
+    redis_url: str | None = None
+    #: Seconds a Redis command may take before the request falls back to the database.
+    redis_timeout: float = 1.0
+    redis_key_prefix: str | None = "syncserver:"
+    #: After a Redis failure: seconds before Redis is tried again (and between warnings).
+    redis_retry_seconds: int = 10
+    #: How long a user's cached answers live in Redis without being read or written.
+    redis_cache_seconds: int = 86400
+
+
 class RedisCachedStorage(StorageBackend):
     """The wrapped backend's data, with the reads of every sync answered from Redis."""
 
@@ -91,27 +106,36 @@ class RedisCachedStorage(StorageBackend):
         self._timer = None
         self._closed = False
 
+    #: ``storage.redis_*``: the cache's own keys.
+    settings_class = RedisCacheSettings
+
     @classmethod
     def from_settings(cls, settings):
+        return cls.open(settings, None)
+
+    @classmethod
+    def open(cls, settings, databases):
+        """The wrapped backend (``storage.wrapped_backend``) built as the server builds it."""
         wrapped_class = settings.wrapped_backend
+        cache = settings.backend_settings or RedisCacheSettings()
         if wrapped_class is None:
             raise ConfigError("storage.wrapped_backend is required with storage.backend = redis "
                               "(the backend that keeps the data, for example 'sql').")
         if issubclass(wrapped_class, RedisCachedStorage):
             raise ConfigError("storage.wrapped_backend must name the backend that keeps the data, "
                               "not the Redis cache itself.")
-        if not settings.redis_url:
+        if not cache.redis_url:
             raise ConfigError("storage.redis_url is required with storage.backend = redis "
                               "(for example redis://127.0.0.1:6379/0).")
-        if settings.redis_cache_seconds < MIN_CACHE_SECONDS:
+        if cache.redis_cache_seconds < MIN_CACHE_SECONDS:
             raise ConfigError(f"storage.redis_cache_seconds must be at least {MIN_CACHE_SECONDS}.")
-        if settings.redis_timeout <= 0:
+        if cache.redis_timeout <= 0:
             raise ConfigError("storage.redis_timeout must be more than 0 seconds.")
         try:
             # No retries inside redis-py: a failure must reach us to be accounted for.
             client = redis.Redis.from_url(
-                settings.redis_url, socket_timeout=settings.redis_timeout,
-                socket_connect_timeout=settings.redis_timeout, decode_responses=True,
+                cache.redis_url, socket_timeout=cache.redis_timeout,
+                socket_connect_timeout=cache.redis_timeout, decode_responses=True,
                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         except ValueError as error:
             raise ConfigError(f"storage.redis_url is not a usable Redis URL: {error}") from None
@@ -119,11 +143,16 @@ class RedisCachedStorage(StorageBackend):
         description = "Redis at {}:{}/{}".format(
             kwargs.get("host", kwargs.get("path", "?")), kwargs.get("port", ""),
             kwargs.get("db", 0))
-        wrapped = wrapped_class.from_settings(
-            dataclasses.replace(settings, backend=wrapped_class, wrapped_backend=None))
-        return cls(wrapped, client, key_prefix=settings.redis_key_prefix or "",
-                   retry_seconds=settings.redis_retry_seconds,
-                   cache_seconds=settings.redis_cache_seconds, description=description)
+        wrapped_settings = dataclasses.replace(
+            settings, backend=wrapped_class, wrapped_backend=None,
+            backend_settings=settings.wrapped_backend_settings, wrapped_backend_settings=None)
+        if databases is None or not issubclass(wrapped_class, StorageBackend):
+            wrapped = wrapped_class.from_settings(wrapped_settings)
+        else:
+            wrapped = wrapped_class.open(wrapped_settings, databases)
+        return cls(wrapped, client, key_prefix=cache.redis_key_prefix or "",
+                   retry_seconds=cache.redis_retry_seconds,
+                   cache_seconds=cache.redis_cache_seconds, description=description)
 
     def close(self):
         with self._lock:

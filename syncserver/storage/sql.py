@@ -25,7 +25,7 @@ import time
 
 from sqlalchemy import exc
 
-from syncserver import migrations, sqldb
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 from syncserver.storage import (
     NEVER_EXPIRES,
@@ -43,7 +43,6 @@ from syncserver.storage.sql_schema import (
     FIRST_CUSTOM_COLLECTION_ID,
     FIXED_COLLECTIONS,
     collections_table,
-    create_schema,
     create_user_row_locked,
     items_table,
     metadata,
@@ -100,39 +99,32 @@ class _UserLock:
 class SQLStorage(StorageBackend):
     """Storage in a SQL database through SQLAlchemy Core. See the module docstring."""
 
-    def __init__(self, sqluri, pool_size=10, pool_timeout=30, pool_recycle=3600,
-                 create_tables=False, connect_timeout=10, query_timeout=30):
-        self.sqluri = sqluri
-        self._engine = sqldb.create_engine(
-            sqluri, pool_size=pool_size, pool_timeout=pool_timeout, pool_recycle=pool_recycle,
-            connect_timeout=connect_timeout, query_timeout=query_timeout)
-        dialect = self._engine.dialect.name
+    def __init__(self, database, *, owns_database=False):
+        self.database = database
+        self._owns_database = owns_database
+        self._engine = database.engine
+        dialect = database.dialect
         self._lock_statement = (schema.LOCK_USER if dialect == "postgresql"
                                 else schema.LOCK_USER_WITH_STAMP)
         self._ensure_user = create_user_row_locked(dialect)
         self._ids_by_name = dict(FIXED_COLLECTIONS)
         self._names_by_id = {cid: name for name, cid in FIXED_COLLECTIONS.items()}
         self._compiled = {}
-        if create_tables:
-            with sqldb.translate_errors(StorageUnavailable):
-                create_schema(self._engine)
 
     @classmethod
     def from_settings(cls, settings):
-        if not settings.sqluri:
-            raise ConfigError("storage.sqluri is required for the sql storage backend.")
-        try:
-            storage = cls(settings.sqluri, pool_size=settings.pool_size,
-                          pool_timeout=settings.pool_timeout, pool_recycle=settings.pool_recycle,
-                          create_tables=settings.create_tables,
-                          connect_timeout=settings.connect_timeout,
-                          query_timeout=settings.query_timeout)
-        except (exc.ArgumentError, ImportError) as error:
-            raise ConfigError(
-                f"storage.sqluri is not a usable database URL: {error}") from None
-        if not settings.create_tables:
-            migrations.require_schema(storage, "storage.create_tables")
-        return storage
+        """A backend with a database of its own (the server shares one: :meth:`open`)."""
+        _require_sqluri(settings)
+        return cls(Database(settings.sqluri, key="storage.sqluri",
+                            pool_size=settings.pool_size, pool_timeout=settings.pool_timeout,
+                            pool_recycle=settings.pool_recycle,
+                            connect_timeout=settings.connect_timeout,
+                            query_timeout=settings.query_timeout), owns_database=True)
+
+    @classmethod
+    def open(cls, settings, databases):
+        _require_sqluri(settings)
+        return cls(databases.database(settings.sqluri, "storage.sqluri", settings.create_tables))
 
     @property
     def engine(self):
@@ -140,24 +132,19 @@ class SQLStorage(StorageBackend):
         return self._engine
 
     def close(self):
-        self._engine.dispose()
-
-    dispose = close
+        if self._owns_database:
+            self.database.close()
 
     # -- connections --------------------------------------------------------
 
-    @contextlib.contextmanager
     def _reading(self):
-        with sqldb.translate_errors(StorageUnavailable), sqldb.read_connection(
-                self._engine) as connection:
-            yield connection
+        return self.database.reading(StorageUnavailable)
 
     @contextlib.contextmanager
     def _writing(self, user_id, collection_id, if_unmodified_since=None):
         """One write transaction holding the user's lock; checks the precondition first."""
         try:
-            with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
-                    self._engine) as connection:
+            with self.database.writing(StorageUnavailable) as connection:
                 lock = self._lock_user(connection, user_id, collection_id)
                 if (if_unmodified_since is not None and lock.collection_ts is not None
                         and lock.collection_ts > if_unmodified_since):
@@ -206,8 +193,7 @@ class SQLStorage(StorageBackend):
         """
         for _ in range(_ALLOCATION_ATTEMPTS):
             try:
-                with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
-                        self._engine) as connection:
+                with self.database.writing(StorageUnavailable) as connection:
                     existing = connection.execute(
                         schema.COLLECTION_BY_NAME, {"name": name}).scalar()
                     if existing is not None:
@@ -494,8 +480,7 @@ class SQLStorage(StorageBackend):
                 by_user.setdefault(user_id, []).append((user_id, collection_id, item_id))
         purged = 0
         for user_id, keys in by_user.items():
-            with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
-                    self._engine) as connection:
+            with self.database.writing(StorageUnavailable) as connection:
                 # No row: the user was deleted meanwhile (the delete already took
                 # these items), or the items were loaded without one; either
                 # way no writer holds the row, and the keys can go.
@@ -533,6 +518,11 @@ class SQLStorage(StorageBackend):
         with self._writing(user_id, None) as lock:
             lock.connection.execute(schema.SET_USER_QUOTA, {
                 "k_userid": user_id, "v_quota_kb": quota_kb})
+
+
+def _require_sqluri(settings):
+    if not settings.sqluri:
+        raise ConfigError("storage.sqluri is required for the sql storage backend.")
 
 
 def _records(rows):

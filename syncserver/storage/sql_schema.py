@@ -4,8 +4,8 @@
 transaction. Statements are SQLAlchemy Core, built once at import with a bind
 parameter for every value, so the compiled cache serves every request; the
 shapes that vary (filters, sorts, updated columns) are built once per shape.
-Nothing here touches a database: :func:`create_schema` runs only when
-``storage.create_tables`` is on.
+Nothing here touches a database; :mod:`syncserver.migrations` creates the
+tables (and seeds :data:`FIXED_COLLECTIONS`).
 """
 
 import functools
@@ -28,8 +28,6 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-
-from syncserver.storage import StorageError, StorageUnavailable
 
 #: InnoDB for row locks; a binary collation so that ids "abc" and "ABC" differ,
 #: as they do on SQLite and PostgreSQL.
@@ -145,24 +143,6 @@ def create_user_row_locked(dialect):
         return postgresql.insert(storage_users_table).on_conflict_do_update(
             index_elements=[users.userid], set_={"last_modified": users.last_modified})
     return insert_ignore(dialect, storage_users_table)  # SQLite: writers are serialized
-
-
-def create_schema(engine):
-    """Bring the database to the newest schema (the migrations) and check the collection ids.
-
-    Safe to run from several processes at once: the migrations take a lock.
-    """
-    from syncserver import migrations
-
-    migrations.ensure_schema(engine, StorageUnavailable)
-    with engine.connect() as connection:
-        stored = dict(connection.execute(
-            select(collections_table.c.name, collections_table.c.id).where(
-                collections_table.c.name.in_(list(FIXED_COLLECTIONS)))).all())
-    if stored != FIXED_COLLECTIONS:
-        raise StorageError(
-            "the collections table maps the standard collection names to unexpected ids: "
-            f"{sorted(stored.items())}")
 
 
 # -- statements ----------------------------------------------------------------

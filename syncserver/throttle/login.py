@@ -88,8 +88,12 @@ class LoginThrottle:
         return any(parsed in network for network in self.address_exempt)
 
     @classmethod
-    def from_settings(cls, settings):
-        """Build from :class:`syncserver.settings.ThrottleSettings`; None when it is off."""
+    def from_settings(cls, settings, databases=None):
+        """Build from :class:`syncserver.settings.ThrottleSettings`; None when it is off.
+
+        ``databases`` (the server's :class:`~syncserver.db.DatabaseRegistry`)
+        shares the SQL counters' database with the other backends on its URL.
+        """
         if not settings.enabled:
             return None
         if settings.redis_url:
@@ -101,7 +105,7 @@ class LoginThrottle:
             store = RedisCounterStore.from_url(settings.redis_url)
         else:
             from syncserver.throttle.sql_store import SQLCounterStore
-            store = SQLCounterStore.from_settings(settings)
+            store = SQLCounterStore.from_settings(settings, databases)
         return cls(Throttle(store, policies(settings), cache_seconds=settings.cache_seconds),
                    settings.trusted_seconds, settings.address_exempt)
 

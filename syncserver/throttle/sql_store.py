@@ -17,10 +17,10 @@ Keys longer than the column are stored as their SHA-256.
 import hashlib
 import time
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, case, exc, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, case, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from syncserver import migrations, sqldb
+from syncserver.db import Database
 from syncserver.errors import ConfigError
 from syncserver.throttle import Counter, CounterStore, ThrottleStoreUnavailable
 
@@ -47,32 +47,27 @@ _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 class SQLCounterStore(CounterStore):
     """:class:`~syncserver.throttle.CounterStore` on the ``login_failures`` table."""
 
-    def __init__(self, sqluri, create_tables=False, pool_size=2):
-        try:
-            self._engine = sqldb.create_engine(sqluri, pool_size=pool_size, pool_timeout=10)
-        except (exc.ArgumentError, ImportError) as error:
-            raise ConfigError(f"throttle.sqluri cannot be used: {error}") from None
+    def __init__(self, database, *, owns_database=False):
+        self.database = database
+        self._owns_database = owns_database
         self._purged_at = 0.0
-        if create_tables:
-            self.create_tables()
 
     @classmethod
-    def from_settings(cls, settings):
+    def from_settings(cls, settings, databases=None):
+        """The store on ``throttle.sqluri``: shared through ``databases``, else its own."""
         if not settings.sqluri:
             raise ConfigError(
                 "throttle.sqluri (or auth.sqluri) is required to count failed logins in the "
                 "database; set throttle.redis_url to use Redis, or throttle.enabled = false.")
-        store = cls(settings.sqluri, create_tables=settings.create_tables)
-        if not settings.create_tables:
-            migrations.require_schema(store, "throttle.create_tables")
-        return store
+        if databases is not None:
+            return cls(databases.database(settings.sqluri, "throttle.sqluri",
+                                          settings.create_tables))
+        return cls(Database(settings.sqluri, key="throttle.sqluri", pool_size=2,
+                            pool_timeout=10), owns_database=True)
 
     @property
     def engine(self):
-        return self._engine
-
-    def create_tables(self):
-        migrations.ensure_schema(self._engine, ThrottleStoreUnavailable)
+        return self.database.engine
 
     def increment(self, key, now, lifetime):
         key = _column_key(key)
@@ -84,19 +79,18 @@ class SQLCounterStore(CounterStore):
             ("updated_at", now),
             ("expires_at", now + lifetime),
         ]
-        with sqldb.translate_errors(ThrottleStoreUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                dialect = connection.dialect.name
-                if dialect in ("mysql", "mariadb"):
-                    statement = mysql.insert(table).values(values).on_duplicate_key_update(updates)
-                else:
-                    statement = _INSERTS[dialect](table).values(values).on_conflict_do_update(
-                        index_elements=[table.c.counter_key], set_=dict(updates))
-                connection.execute(statement)
-                row = connection.execute(
-                    select(table.c.hits, table.c.updated_at).where(table.c.counter_key == key)
-                ).one()
-                self._purge(connection, now)
+        with self.database.writing(ThrottleStoreUnavailable) as connection:
+            dialect = connection.dialect.name
+            if dialect in ("mysql", "mariadb"):
+                statement = mysql.insert(table).values(values).on_duplicate_key_update(updates)
+            else:
+                statement = _INSERTS[dialect](table).values(values).on_conflict_do_update(
+                    index_elements=[table.c.counter_key], set_=dict(updates))
+            connection.execute(statement)
+            row = connection.execute(
+                select(table.c.hits, table.c.updated_at).where(table.c.counter_key == key)
+            ).one()
+            self._purge(connection, now)
         return Counter(hits=row.hits, updated_at=row.updated_at)
 
     def read(self, keys, now):
@@ -104,17 +98,15 @@ class SQLCounterStore(CounterStore):
         table = login_failures
         query = (select(table.c.counter_key, table.c.hits, table.c.updated_at)
                  .where(table.c.counter_key.in_(list(column_keys)), table.c.expires_at > now))
-        with sqldb.translate_errors(ThrottleStoreUnavailable):
-            with sqldb.read_connection(self._engine) as connection:
-                rows = connection.execute(query).all()
+        with self.database.reading(ThrottleStoreUnavailable) as connection:
+            rows = connection.execute(query).all()
         return {column_keys[row.counter_key]: Counter(hits=row.hits, updated_at=row.updated_at)
                 for row in rows}
 
     def delete(self, key):
         statement = login_failures.delete().where(login_failures.c.counter_key == _column_key(key))
-        with sqldb.translate_errors(ThrottleStoreUnavailable):
-            with sqldb.write_transaction(self._engine) as connection:
-                connection.execute(statement)
+        with self.database.writing(ThrottleStoreUnavailable) as connection:
+            connection.execute(statement)
 
     def _purge(self, connection, now):
         """Delete expired rows, at most once per :data:`PURGE_INTERVAL_SECONDS` per process."""
@@ -124,7 +116,8 @@ class SQLCounterStore(CounterStore):
         connection.execute(login_failures.delete().where(login_failures.c.expires_at <= now))
 
     def close(self):
-        self._engine.dispose()
+        if self._owns_database:
+            self.database.close()
 
 
 def _column_key(key):

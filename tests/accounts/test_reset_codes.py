@@ -2,7 +2,8 @@
 
 import sqlalchemy
 
-from syncserver.accounts.reset_codes import CODE_RE, ResetCodeStore, reset_codes
+from syncserver.accounts.reset_codes import CODE_RE, reset_codes
+from tests.backends import reset_code_store
 
 
 class Clock:
@@ -15,7 +16,7 @@ class Clock:
 
 def make_store(url, lifetime=600):
     clock = Clock()
-    return ResetCodeStore(url, lifetime, create_tables=True, clock=clock), clock
+    return reset_code_store(url, lifetime, clock=clock), clock
 
 
 def test_code_works_once_and_only_for_its_user(database_url):
@@ -36,7 +37,7 @@ def test_only_the_hash_is_stored(database_url):
     store, _ = make_store(database_url)
     try:
         code = store.issue(1)
-        with store._engine.connect() as connection:
+        with store.engine.connect() as connection:
             stored = connection.execute(sqlalchemy.select(reset_codes.c.code_hash)).scalar_one()
         assert code not in stored and len(stored) == 64
     finally:
@@ -76,7 +77,7 @@ def test_expired_code_is_refused_and_deleted(database_url):
         clock.now += 1
         assert not store.has_code(1)
         assert not store.redeem(1, code)
-        with store._engine.connect() as connection:
+        with store.engine.connect() as connection:
             assert connection.execute(sqlalchemy.select(reset_codes)).all() == []
     finally:
         store.close()
@@ -101,7 +102,7 @@ def test_issuing_purges_expired_codes_of_others(sqlite_url):
         store.issue(1)
         clock.now += 60
         store.issue(2)
-        with store._engine.connect() as connection:
+        with store.engine.connect() as connection:
             rows = connection.execute(sqlalchemy.select(reset_codes.c.userid)).scalars().all()
         assert rows == [2]
     finally:

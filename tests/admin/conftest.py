@@ -5,10 +5,8 @@ import textwrap
 
 import pytest
 
-from syncserver import migrations, sqldb
 from syncserver.admin.cli import main
-from syncserver.auth.sql import SQLAuth
-from syncserver.storage.sql import SQLStorage
+from tests.backends import prepared_database, sql_auth, sql_storage
 from tests.support import cheap_password_hasher
 
 
@@ -46,11 +44,7 @@ def write_ini(path, sqluri, **extra):
 def admin_url(request):
     """SQLite and MariaDB, each upgraded to the newest schema."""
     url = request.getfixturevalue(f"{request.param}_url")
-    engine = sqldb.create_engine(url, pool_size=1)
-    try:
-        migrations.upgrade(engine)
-    finally:
-        engine.dispose()
+    prepared_database(url, pool_size=1).close()
     return url
 
 
@@ -62,9 +56,8 @@ def admin_ini(tmp_path, admin_url):
 @pytest.fixture
 def backends(admin_url):
     """The storage and auth backends on the same database, to arrange and inspect data."""
-    storage = SQLStorage(admin_url)
-    auth = SQLAuth(admin_url, password_hasher=cheap_password_hasher(),
-                   credentials_cache_seconds=0)
+    storage = sql_storage(admin_url)
+    auth = sql_auth(admin_url, password_hasher=cheap_password_hasher())
     yield storage, auth
     storage.close()
     auth.close()

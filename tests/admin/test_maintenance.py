@@ -5,7 +5,8 @@ import threading
 
 import sqlalchemy
 
-from syncserver import migrations, sqldb
+from syncserver import migrations
+from syncserver.db import Database
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.storage import ItemQuery, ItemWrite
 from tests.admin.conftest import run_admin, write_ini
@@ -100,9 +101,9 @@ def test_check_all_good(admin_ini):
 
 
 def test_check_reports_an_old_schema_and_db_upgrade_fixes_it(tmp_path, sqlite_url):
-    engine = sqldb.create_engine(sqlite_url, pool_size=1)
-    migrations.upgrade(engine, "0001")
-    engine.dispose()
+    database = Database(sqlite_url, pool_size=1)
+    migrations.upgrade(database.engine, "0001")
+    database.close()
     ini = write_ini(tmp_path / "old.ini", sqlite_url)
     result = run_admin(ini, "check")
     assert result.code == 1

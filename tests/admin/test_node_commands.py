@@ -6,7 +6,7 @@ import pytest
 
 from syncserver.admin.cli import main
 from syncserver.nodes import Node
-from syncserver.nodes.sql import SQLNodes
+from tests.backends import sql_nodes
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
@@ -27,8 +27,8 @@ def ini(tmp_path, admin_database):
 
 @pytest.fixture
 def node_list(ini, admin_database):
-    main(["-c", str(ini), "node", "list"], stdout=io.StringIO())  # creates the tables
-    backend = SQLNodes(admin_database)
+    backend = sql_nodes(admin_database)  # creates the tables
+    main(["-c", str(ini), "node", "list"], stdout=io.StringIO())
     yield backend
     backend.close()
 

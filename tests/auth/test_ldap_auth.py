@@ -25,6 +25,7 @@ from tests.auth.ldap_server import (
     ZOE_UNICODE,
     directory_settings,
 )
+from tests.backends import open_from_settings
 
 
 def ldap_settings(server, sqluri, **overrides):
@@ -36,9 +37,9 @@ def ldap_settings(server, sqluri, **overrides):
 def make_auth(ldap_directory, sqlite_url):
     built = []
 
-    def build(**overrides):
+    def build(cached=False, **overrides):
         parsed = parse_settings(ldap_settings(ldap_directory, sqlite_url, **overrides))
-        backend = parsed.auth.backend.from_settings(parsed.auth)
+        backend = open_from_settings(AuthBackend, parsed.auth, cached=cached)
         built.append(backend)
         return backend
 
@@ -176,7 +177,8 @@ def test_uid_number_mode(make_auth):
     assert auth.authenticate(ZOE_UNICODE.uid, ZOE_UNICODE.password) is None
 
 
-def test_repeated_logins_come_from_the_cache(auth, ldap_directory):
+def test_repeated_logins_come_from_the_cache(make_auth, ldap_directory):
+    auth = make_auth(cached=True)  # the login cache the server puts in front
     assert auth.authenticate(ALICE.uid, ALICE.password) is not None
     ldap_directory.stop()
     assert auth.authenticate(ALICE.uid, ALICE.password) is not None
@@ -320,7 +322,7 @@ def test_bad_ldap_settings_fail_at_start(ldap_directory, sqlite_url, overrides, 
     raw = ldap_settings(ldap_directory, sqlite_url, **overrides)
     with pytest.raises(ConfigError, match=message):
         parsed = parse_settings(raw)
-        parsed.auth.backend.from_settings(parsed.auth)
+        open_from_settings(AuthBackend, parsed.auth)
 
 
 def test_ldap_keys_are_refused_with_another_backend(sqlite_url):

@@ -2,7 +2,8 @@
 
 A password change or a deletion made through one must stop the old
 credentials in the other within its feed poll interval
-(:mod:`syncserver.auth.credential_changes`), not when its credentials cache
+(:mod:`syncserver.auth.credential_changes`, read by the login cache the
+server puts in front of every backend), not when its credentials cache
 expires. The other process's clock is a fake one: no sleeping.
 """
 
@@ -10,9 +11,11 @@ import uuid
 
 import pytest
 
+from syncserver.auth import AuthBackend
 from syncserver.settings import parse_settings
 from tests.auth.ldap_server import ADMIN_DN, ADMIN_PASSWORD
 from tests.auth.test_ldap_auth import ldap_settings
+from tests.backends import open_from_settings
 
 
 class FakeClock:
@@ -34,7 +37,7 @@ def make_auth(ldap_directory, database_url):
         overrides = {"auth.admin_bind_dn": ADMIN_DN, "auth.admin_bind_password": ADMIN_PASSWORD,
                      **overrides}
         parsed = parse_settings(ldap_settings(ldap_directory, database_url, **overrides))
-        backend = parsed.auth.backend.from_settings(parsed.auth)
+        backend = open_from_settings(AuthBackend, parsed.auth, cached=True)
         built.append(backend)
         return backend
 
@@ -48,8 +51,8 @@ def processes(make_auth):
     """(a, b, b's clock): ``b`` polls the feed at most once a second of its fake clock."""
     clock = FakeClock()
     a, b = make_auth(), make_auth()
-    b.change_feed.clock = clock
-    assert b.change_feed.poll_seconds == 1.0
+    b.feed.clock = clock
+    assert b.feed.poll_seconds == 1.0
     return a, b, clock
 
 
@@ -93,14 +96,14 @@ def test_unrelated_users_stay_cached(processes, username, make_auth):
     try:
         a.set_password(other, "other new password")
         clock.advance(1.0)
-        assert b.credentials_cache.lookup(username, "first password") is not None
+        assert b.cache.lookup(username, "first password") is not None
         assert b.authenticate(username, "first password") is not None
     finally:
         a.delete_user(other)
 
 
 def test_uid_number_mode_uses_the_feed_when_it_has_a_database(make_auth):
-    assert make_auth(**{"auth.uid_number_attribute": "uidNumber"}).change_feed is not None
+    assert make_auth(**{"auth.uid_number_attribute": "uidNumber"}).feed is not None
     # Without a database there is no feed: other processes wait for their cache to expire.
     without = make_auth(**{"auth.uid_number_attribute": "uidNumber", "auth.sqluri": ""})
-    assert without.change_feed is None and without.id_map is None
+    assert without.feed is None and without.backend.id_map is None

@@ -7,8 +7,7 @@ import ldap
 import ldap.modlist
 import pytest
 
-from syncserver import migrations, sqldb
-from syncserver.auth import ldap_listing
+from syncserver.auth import AuthBackend, ldap_listing
 from syncserver.auth.ldap_listing import match_all_filter, username_attribute
 from syncserver.settings import parse_settings
 from tests.admin.conftest import run_admin, write_ini
@@ -20,6 +19,7 @@ from tests.auth.ldap_server import (
     SERVICE_DN,
     SERVICE_PASSWORD,
 )
+from tests.backends import open_from_settings, prepared_database, sql_storage
 
 NAMES = ["amy", "ben", "cat", "dan", "eve", "fay", "gus"]
 
@@ -69,7 +69,7 @@ def make_auth(ldap_directory, people, sqlite_url):
     def build(**extra):
         parsed = parse_settings(settings_for(ldap_directory, people, sqlite_url,
                                              **{"auth.create_tables": "true", **extra}))
-        backend = parsed.auth.backend.from_settings(parsed.auth)
+        backend = open_from_settings(AuthBackend, parsed.auth)
         built.append(backend)
         return backend
 
@@ -130,9 +130,7 @@ def test_filter_characters_in_usernames_do_not_reach_the_listing_filter(make_aut
 
 
 def test_admin_user_list_and_stats_on_a_directory(ldap_directory, people, sqlite_url, tmp_path):
-    engine = sqldb.create_engine(sqlite_url, pool_size=1)
-    migrations.upgrade(engine)
-    engine.dispose()
+    prepared_database(sqlite_url).close()
     extra = settings_for(ldap_directory, people, sqlite_url)
     del extra["storage.sqluri"]
     ini = write_ini(tmp_path / "ldap.ini", sqlite_url, **extra)
@@ -150,16 +148,13 @@ def test_admin_user_delete_on_a_read_only_directory_keeps_the_data(
         ldap_directory, people, sqlite_url, tmp_path):
     from syncserver.protocol.timestamps import now_centiseconds
     from syncserver.storage import ItemWrite
-    from syncserver.storage.sql import SQLStorage
 
-    engine = sqldb.create_engine(sqlite_url, pool_size=1)
-    migrations.upgrade(engine)
-    engine.dispose()
+    prepared_database(sqlite_url).close()
     extra = settings_for(ldap_directory, people, sqlite_url)
     del extra["storage.sqluri"]
     ini = write_ini(tmp_path / "ldap.ini", sqlite_url, **extra)
     user_id = json.loads(run_admin(ini, "user", "list", "--json").out)[0]["user_id"]
-    storage = SQLStorage(sqlite_url)
+    storage = sql_storage(sqlite_url)
     try:
         storage.set_items(user_id, "bookmarks", [ItemWrite("a", payload="kept")],
                           now_centiseconds())
@@ -177,9 +172,7 @@ def test_admin_user_delete_on_a_read_only_directory_keeps_the_data(
 ])
 def test_admin_changes_refused_by_a_read_only_directory_are_one_sentence(
         ldap_directory, people, sqlite_url, tmp_path, command):
-    engine = sqldb.create_engine(sqlite_url, pool_size=1)
-    migrations.upgrade(engine)
-    engine.dispose()
+    prepared_database(sqlite_url).close()
     extra = settings_for(ldap_directory, people, sqlite_url)
     del extra["storage.sqluri"]
     ini = write_ini(tmp_path / "ldap.ini", sqlite_url, **extra)

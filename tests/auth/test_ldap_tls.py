@@ -12,10 +12,11 @@ import pytest
 import webtest
 
 from syncserver.app import make_app
-from syncserver.auth import AuthUnavailable
+from syncserver.auth import AuthBackend, AuthUnavailable
 from syncserver.errors import ConfigError
 from syncserver.settings import parse_settings
 from tests.auth.ldap_server import ALICE, directory_settings
+from tests.backends import open_from_settings
 from tests.services import free_port, self_signed_certificate
 from tests.support import basic_auth
 
@@ -26,7 +27,7 @@ def make_auth(ldap_tls_server, sqlite_url):
 
     def build(uri, **overrides):
         parsed = parse_settings(directory_settings(uri, sqlite_url, **overrides))
-        backend = parsed.auth.backend.from_settings(parsed.auth)
+        backend = open_from_settings(AuthBackend, parsed.auth)
         built.append(backend)
         return backend
 

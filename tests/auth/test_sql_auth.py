@@ -19,9 +19,13 @@ from syncserver.auth import (
     UserNotFound,
 )
 from syncserver.auth import sql as sql_module
+from syncserver.auth.cached import CachedAuth
+from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.auth.sql import SQLAuth, users
-from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.db import Database
+from syncserver.errors import BackendUnavailable, ConfigError, PolicyRefusal
 from syncserver.settings import AuthSettings
+from tests.backends import cached_sql_auth, open_from_settings
 from tests.support import cheap_password_hasher
 
 CHEAP = cheap_password_hasher()
@@ -29,10 +33,15 @@ CHEAP = cheap_password_hasher()
 ODD_CHARACTERS = [":", "!", "@", "=", " ", "\t", "\n", "α", "☃"]
 
 
-def make_auth(url, **options):
-    options.setdefault("create_tables", True)
+def make_auth(url, create_tables=True, credentials_cache_seconds=300, changes_poll_seconds=1.0,
+              **options):
+    """SQLAuth as the server runs it: behind the login cache, with the change feed."""
     options.setdefault("password_hasher", CHEAP)
-    return SQLAuth(url, **options)
+    if not create_tables:
+        return CachedAuth(SQLAuth(Database(url), owns_database=True, **options),
+                          CredentialsCache(credentials_cache_seconds))
+    return cached_sql_auth(url, cache_seconds=credentials_cache_seconds,
+                           poll_seconds=changes_poll_seconds, **options)
 
 
 @pytest.fixture
@@ -54,7 +63,7 @@ def other_process(database_url, auth):
 
 
 def stored_hash(auth, username):
-    with auth.engine.connect() as connection:
+    with auth.backend.engine.connect() as connection:
         return connection.execute(
             sqlalchemy.select(users.c.password_hash).where(users.c.username == username)
         ).scalar_one()
@@ -237,7 +246,9 @@ def test_registration_closed(database_url, auth):
     try:
         with pytest.raises(RegistrationClosed) as raised:
             closed.create_user("alice", "password", None)
-        assert isinstance(raised.value, AuthUnavailable)
+        # A policy, not an outage: never answered as a database being down.
+        assert isinstance(raised.value, PolicyRefusal)
+        assert not isinstance(raised.value, BackendUnavailable)
         assert closed.get_user("alice") is None
         # Existing accounts and imports still work.
         auth.create_user("bob", "password", None)
@@ -261,7 +272,7 @@ def test_set_password(auth):
 def test_password_change_in_another_process_is_seen_at_once(auth, other_process):
     auth.create_user("alice", "old password", None)
     assert other_process.authenticate("alice", "old password") is not None  # cached there
-    assert other_process.credentials_cache.lookup("alice", "old password") is not None
+    assert other_process.cache.lookup("alice", "old password") is not None
     auth.set_password("alice", "new password")
     assert other_process.authenticate("alice", "old password") is None
     assert other_process.authenticate("alice", "new password") is not None
@@ -308,9 +319,9 @@ def test_the_cache_serves_repeats_without_the_database(auth, monkeypatch):
     auth.create_user("alice", "password", None)
     assert auth.authenticate("alice", "password") is not None
     executed = []
-    sqlalchemy.event.listen(auth.engine, "before_cursor_execute",
+    sqlalchemy.event.listen(auth.backend.engine, "before_cursor_execute",
                             lambda *args: executed.append(args[2]))
-    auth.change_feed.poll_seconds = 3600  # no feed read inside this window
+    auth.feed.poll_seconds = 3600  # no feed read inside this window
     for _ in range(5):
         assert auth.authenticate("alice", "password").username == "alice"
     assert executed == []
@@ -376,7 +387,7 @@ def test_imported_legacy_hashes_authenticate_and_are_upgraded(auth, builder):
     assert upgraded.startswith("$argon2id$")
     assert CHEAP.verify(password, upgraded) and not CHEAP.needs_rehash(upgraded)
 
-    auth.credentials_cache.clear()
+    auth.cache.clear()
     assert auth.authenticate("legacy", password) == user
     assert auth.authenticate("legacy", "wrong password") is None
     assert stored_hash(auth, "legacy") == upgraded
@@ -404,7 +415,8 @@ def test_rehash_never_overwrites_a_concurrent_password_change(auth, other_proces
         return real_hash_password(password, hasher)
 
     monkeypatch.setattr(sql_module, "hash_password", change_first)
-    assert auth.authenticate("alice", "old password") is not None
+    # The change committed before this check ended: the old password no longer logs in.
+    assert auth.authenticate("alice", "old password") is None
     assert CHEAP.verify("new password", stored_hash(auth, "alice"))
     assert auth.authenticate("alice", "old password") is None
     assert auth.authenticate("alice", "new password") is not None
@@ -444,7 +456,7 @@ def test_create_tables_is_idempotent(database_url, auth):
 def test_mysql_table_options(mysql_url):
     backend = make_auth(mysql_url)
     try:
-        with backend.engine.connect() as connection:
+        with backend.backend.engine.connect() as connection:
             engine, collation = connection.exec_driver_sql(
                 "SELECT ENGINE, TABLE_COLLATION FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'users'").one()
@@ -458,10 +470,10 @@ def test_from_settings(sqlite_url):
     settings = AuthSettings(backend=SQLAuth, sqluri=sqlite_url, create_tables=True,
                             allow_new_users=False, credentials_cache_seconds=0,
                             credentials_cache_secret="k")
-    backend = SQLAuth.from_settings(settings)
+    backend = open_from_settings(AuthBackend, settings, cached=True)
     try:
-        assert backend.allow_new_users is False
-        assert backend.credentials_cache.enabled is False
+        assert backend.backend.allow_new_users is False
+        assert backend.cache.enabled is False
         assert backend.is_healthy()
         with pytest.raises(RegistrationClosed):
             backend.create_user("alice", "password", None)
@@ -475,8 +487,9 @@ def test_from_settings_requires_a_sqluri():
 
 
 def test_no_connection_before_use():
-    # Building the backend without create_tables must not touch the database.
-    backend = SQLAuth(f"mysql+mysqldb://root@127.0.0.1:{closed_port()}/nothing")
+    # Building the backend must not touch the database.
+    backend = SQLAuth(Database(f"mysql+mysqldb://root@127.0.0.1:{closed_port()}/nothing"),
+                      owns_database=True)
     backend.close()
 
 
@@ -485,7 +498,7 @@ def test_no_connection_before_use():
     "postgresql+psycopg://postgres:dbsecret@127.0.0.1:{port}/nothing",
 ])
 def test_database_down_raises_auth_unavailable(url_template):
-    backend = SQLAuth(url_template.format(port=closed_port()), password_hasher=CHEAP)
+    backend = make_auth(url_template.format(port=closed_port()), create_tables=False)
     password = "user-password-☃"
     hashed = legacy_ssha(password)
     try:
@@ -499,7 +512,6 @@ def test_database_down_raises_auth_unavailable(url_template):
             lambda: backend.set_email("alice", "a@example.com"),
             lambda: backend.set_enabled("alice", False),
             lambda: backend.delete_user("alice"),
-            lambda: backend.create_tables(),
         ]
         for call in calls:
             with pytest.raises(AuthUnavailable) as raised:
@@ -512,12 +524,14 @@ def test_database_down_raises_auth_unavailable(url_template):
         backend.close()
 
 
-def test_create_tables_on_a_down_database_raises_auth_unavailable():
-    with pytest.raises(AuthUnavailable):
-        SQLAuth(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x", create_tables=True)
+def test_create_tables_on_a_down_database_raises_unavailable():
+    settings = AuthSettings(backend=SQLAuth, create_tables=True,
+                            sqluri=f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x")
+    with pytest.raises(BackendUnavailable):
+        open_from_settings(AuthBackend, settings)
 
 
 def test_missing_tables_without_create_tables_stop_start_up(database_url):
     settings = AuthSettings(backend=SQLAuth, sqluri=database_url, create_tables=False)
     with pytest.raises(ConfigError, match=r"auth\.create_tables is false .* no table"):
-        SQLAuth.from_settings(settings)
+        open_from_settings(AuthBackend, settings)

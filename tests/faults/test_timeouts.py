@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy
 import webtest
 
-from syncserver import sqldb
 from syncserver.app import make_app
+from syncserver.db import engines
 from tests.faults.support import Account, assert_unavailable, bounded
 from tests.support import app_settings
 
@@ -49,7 +49,7 @@ def test_write_stuck_on_a_lock_gives_503_and_the_lock_holder_wins(database, requ
 
 
 def test_postgresql_connections_carry_the_statement_timeout(postgresql_url):
-    engine = sqldb.create_engine(postgresql_url, query_timeout=7)
+    engine = engines.create_engine(postgresql_url, query_timeout=7)
     try:
         with engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
@@ -61,7 +61,7 @@ def test_postgresql_connections_carry_the_statement_timeout(postgresql_url):
 
 @pytest.mark.mysql
 def test_mysql_lock_waits_end_on_the_server_before_the_client_gives_up(mysql_url):
-    engine = sqldb.create_engine(mysql_url, query_timeout=5)
+    engine = engines.create_engine(mysql_url, query_timeout=5)
     try:
         with engine.connect() as connection:
             assert connection.exec_driver_sql(

@@ -12,15 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import syncserver
-from syncserver import migrations, sqldb
-from syncserver.auth.sql import SQLAuth
+from syncserver import migrations
 from syncserver.auth.sql import metadata as auth_metadata
+from syncserver.db import engines
 from syncserver.errors import ConfigError
+from syncserver.migrations.metadata import REGISTERED, combined_metadata
 from syncserver.settings import StorageSettings
-from syncserver.sql_metadata import REGISTERED, combined_metadata
-from syncserver.storage import ItemQuery, ItemWrite
+from syncserver.storage import ItemQuery, ItemWrite, StorageBackend
 from syncserver.storage.sql import SQLStorage
 from syncserver.storage.sql_schema import FIXED_COLLECTIONS
+from tests.backends import open_from_settings, sql_auth, sql_storage
 from tests.support import cheap_password_hasher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def engine(database_url):
-    engine = sqldb.create_engine(database_url, pool_size=2)
+    engine = engines.create_engine(database_url, pool_size=2)
     yield engine
     engine.dispose()
 
@@ -63,7 +64,7 @@ def test_a_table_without_migration_is_a_difference(engine):
 
 
 def test_every_metadata_in_the_package_is_registered():
-    """A backend module with its own MetaData must be listed in syncserver.sql_metadata."""
+    """A backend module with its own MetaData must be listed in syncserver.migrations.metadata."""
     found = []
     for module_info in pkgutil.walk_packages(syncserver.__path__, "syncserver."):
         if (module_info.name.startswith("syncserver.migrations.")
@@ -108,7 +109,7 @@ def test_upgrade_of_a_database_made_before_migrations(engine, database_url):
     with engine.connect() as connection:
         assert migrations.current_revision(connection) is None
 
-    storage = SQLStorage.from_settings(StorageSettings(
+    storage = open_from_settings(StorageBackend, StorageSettings(
         backend=SQLStorage, sqluri=database_url, create_tables=True))
     try:
         assert storage.get_item(1, "bookmarks", "a")["payload"] == "kept"
@@ -123,7 +124,7 @@ def test_upgrade_of_a_database_made_before_migrations(engine, database_url):
 
 def test_auth_database_made_before_migrations_gets_every_table(sqlite_url):
     """A separate auth database had only users tables; the upgrade adds the rest, keeps users."""
-    engine = sqldb.create_engine(sqlite_url, pool_size=1)
+    engine = engines.create_engine(sqlite_url, pool_size=1)
     try:
         with engine.begin() as connection:
             # The old SQLAuth(create_tables=True) created only its own tables.
@@ -142,17 +143,17 @@ def test_start_up_refuses_an_older_schema(database_url, engine):
     migrations.upgrade(engine, "0001")
     settings = StorageSettings(backend=SQLStorage, sqluri=database_url, create_tables=False)
     with pytest.raises(ConfigError, match=r"revision 0001 but .* needs .*db upgrade"):
-        SQLStorage.from_settings(settings)
+        open_from_settings(StorageBackend, settings)
     # create_tables = true upgrades it instead.
-    storage = SQLStorage.from_settings(StorageSettings(
+    storage = open_from_settings(StorageBackend, StorageSettings(
         backend=SQLStorage, sqluri=database_url, create_tables=True))
     storage.close()
     assert differences(engine) == []
 
 
 def test_storage_and_auth_create_tables_share_one_history(database_url, engine):
-    auth = SQLAuth(database_url, create_tables=True, password_hasher=cheap_password_hasher())
-    storage = SQLStorage(database_url, create_tables=True)
+    auth = sql_auth(database_url, password_hasher=cheap_password_hasher())
+    storage = sql_storage(database_url)
     try:
         user = auth.create_user("alice", "password1", None)
         storage.set_items(user.user_id, "tabs", [ItemWrite("t", payload="x")], 100)
@@ -180,7 +181,7 @@ def test_alembic_command_line_with_sqluri_and_with_the_server_ini(tmp_path, sqli
     ini.write_text(f"[app:main]\nuse = egg:syncserver\nstorage.sqluri = {other}\n")
     result = run_alembic("upgrade", "head", env=dict(os.environ, SYNCSERVER_INI=str(ini)))
     assert result.returncode == 0, result.stderr
-    engine = sqldb.create_engine(other, pool_size=1)
+    engine = engines.create_engine(other, pool_size=1)
     try:
         assert differences(engine) == []
     finally:

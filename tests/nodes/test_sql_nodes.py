@@ -8,10 +8,12 @@ import threading
 import pytest
 import sqlalchemy
 
+from syncserver.db import Database
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.nodes import Node, NodeBackend, NodeExists, NodeNotFound, NodesUnavailable
 from syncserver.nodes.sql import SQLNodes, nodes, user_nodes
 from syncserver.settings import NodeSettings
+from tests.backends import open_from_settings, sql_nodes
 
 A = "https://a.example.org/"
 B = "https://b.example.org/"
@@ -20,7 +22,7 @@ C = "https://c.example.org/"
 
 @pytest.fixture
 def backend(database_url):
-    built = SQLNodes(database_url, create_tables=True)
+    built = sql_nodes(database_url)
     yield built
     built.close()
 
@@ -137,8 +139,8 @@ def test_unassign_all_and_remove(backend):
 ])
 def test_concurrent_first_requests_from_two_processes(database_url, capacities, users):
     """Eight threads on two engines (two server processes) ask for every user twice at once."""
-    first = SQLNodes(database_url, create_tables=True, pool_size=4)
-    second = SQLNodes(database_url, pool_size=4)
+    first = sql_nodes(database_url, pool_size=4)
+    second = SQLNodes(Database(database_url, pool_size=4), owns_database=True)
     urls = (A, B, C)
     try:
         for url, capacity in zip(urls, capacities, strict=True):
@@ -191,12 +193,13 @@ def closed_port():
 
 
 def test_database_down_raises_nodes_unavailable():
-    backend = SQLNodes(f"postgresql+psycopg://postgres:dbsecret@127.0.0.1:{closed_port()}/x")
+    backend = SQLNodes(Database(f"postgresql+psycopg://postgres:dbsecret@127.0.0.1:{closed_port()}/x"),
+                       owns_database=True)
     try:
         for call in (backend.list_nodes, lambda: backend.get_node(A),
                      lambda: backend.add_node(A, 1), lambda: backend.assign_node("alice"),
                      lambda: backend.assigned_node("alice"), lambda: backend.release_user("a"),
-                     lambda: backend.update_node(A, capacity=1), backend.create_tables):
+                     lambda: backend.update_node(A, capacity=1)):
             with pytest.raises(NodesUnavailable) as raised:
                 call()
             assert isinstance(raised.value, BackendUnavailable)
@@ -208,7 +211,7 @@ def test_database_down_raises_nodes_unavailable():
 def test_missing_tables_without_create_tables_stop_start_up(database_url):
     settings = NodeSettings(backend=SQLNodes, sqluri=database_url, create_tables=False)
     with pytest.raises(ConfigError, match=r"nodes\.create_tables is false .* no table"):
-        SQLNodes.from_settings(settings)
+        open_from_settings(NodeBackend, settings)
 
 
 def test_from_settings_needs_a_database():

@@ -21,10 +21,11 @@ import redis
 from syncserver.errors import ConfigError
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.settings import StorageSettings, parse_settings
-from syncserver.storage import ItemQuery, ItemWrite, PreconditionFailed
-from syncserver.storage.redis import RedisCachedStorage
+from syncserver.storage import ItemQuery, ItemWrite, PreconditionFailed, StorageBackend
+from syncserver.storage.redis import RedisCachedStorage, RedisCacheSettings
 from syncserver.storage.sql import SQLStorage
 from syncserver.testing.storage_conformance import StorageConformanceTests
+from tests.backends import open_from_settings
 
 USER = 1
 LOGGER = "syncserver.storage.redis"
@@ -48,10 +49,10 @@ class CountingSQLStorage(SQLStorage):
 
 
 def build(sqluri, redis_url, wrapped=SQLStorage, **overrides):
+    cache = RedisCacheSettings(redis_url=redis_url, **overrides)
     settings = StorageSettings(backend=RedisCachedStorage, wrapped_backend=wrapped,
-                               sqluri=sqluri, create_tables=True, redis_url=redis_url,
-                               **overrides)
-    return RedisCachedStorage.from_settings(settings)
+                               sqluri=sqluri, create_tables=True, backend_settings=cache)
+    return open_from_settings(StorageBackend, settings)
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def pair(sync_db, redis_url, make_cached):
     """Two "processes" (A, B) and a plain SQLStorage (truth) on one database and one Redis."""
     first = make_cached(sync_db, redis_url, wrapped=CountingSQLStorage, redis_retry_seconds=1)
     second = make_cached(sync_db, redis_url, wrapped=CountingSQLStorage, redis_retry_seconds=1)
-    truth = SQLStorage(sync_db)
+    truth = SQLStorage.from_settings(StorageSettings(backend=SQLStorage, sqluri=sync_db))
     yield first, second, truth
     truth.close()
 
@@ -423,8 +424,9 @@ def test_settings_build_the_wrapper_from_an_ini(sqlite_url, redis_url):
         "storage.redis_key_prefix": "other:", "storage.redis_retry_seconds": "5",
         "storage.redis_cache_seconds": "600",
     }).storage
-    assert settings.redis_timeout == 0.25 and settings.wrapped_backend is CountingSQLStorage
-    storage = settings.backend.from_settings(settings)
+    assert settings.backend_settings.redis_timeout == 0.25
+    assert settings.wrapped_backend is CountingSQLStorage
+    storage = open_from_settings(StorageBackend, settings)
     try:
         assert isinstance(storage, RedisCachedStorage)
         assert isinstance(storage.wrapped, CountingSQLStorage)
@@ -454,4 +456,4 @@ def test_bad_settings_name_the_key(sqlite_url, changes, message):
     raw = {key: value for key, value in raw.items() if value is not None}
     with pytest.raises(ConfigError, match=message):
         settings = parse_settings(raw).storage
-        settings.backend.from_settings(settings).close()
+        open_from_settings(StorageBackend, settings).close()

@@ -6,13 +6,14 @@ import threading
 import pytest
 import sqlalchemy
 
-from syncserver.errors import ConfigError
+from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.settings import StorageSettings
-from syncserver.storage import ItemQuery, ItemWrite, StorageUnavailable
+from syncserver.storage import ItemQuery, ItemWrite, StorageBackend, StorageUnavailable
 from syncserver.storage.sql import SQLStorage
 from syncserver.storage.sql_schema import FIRST_CUSTOM_COLLECTION_ID, FIXED_COLLECTIONS
 from syncserver.testing.storage_conformance import StorageConformanceTests
+from tests.backends import open_from_settings
 
 #: Nothing listens on port 1: connections are refused at once.
 DOWN_URLS = {
@@ -22,9 +23,10 @@ DOWN_URLS = {
 
 
 def build(url, create_tables=True, **overrides):
+    """As the server builds it: the migrations run first, or the schema is checked."""
     settings = StorageSettings(backend=SQLStorage, sqluri=url, create_tables=create_tables,
                                **overrides)
-    return SQLStorage.from_settings(settings)
+    return open_from_settings(StorageBackend, settings)
 
 
 @pytest.fixture
@@ -164,7 +166,7 @@ def test_database_down(kind, make_storage):
     for call in calls:
         with pytest.raises(StorageUnavailable):
             call()
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(BackendUnavailable):
         build(DOWN_URLS[kind], create_tables=True)
 
 

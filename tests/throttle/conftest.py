@@ -3,7 +3,7 @@
 import pytest
 
 from syncserver.throttle.redis_store import RedisCounterStore
-from syncserver.throttle.sql_store import SQLCounterStore
+from tests.backends import counter_store
 from tests.controllers.conftest import app, make_test_app  # noqa: F401 (shared fixtures)
 
 START = 1_700_000_000
@@ -38,7 +38,7 @@ def store_url(request):
 def make_store(kind, url):
     if kind == "redis":
         return RedisCounterStore.from_url(url)
-    return SQLCounterStore(url, create_tables=True)
+    return counter_store(url)
 
 
 @pytest.fixture

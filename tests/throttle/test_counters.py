@@ -7,7 +7,8 @@ import pytest
 from syncserver.errors import ConfigError
 from syncserver.settings import parse_settings
 from syncserver.throttle import Counter, Policy, Throttle
-from syncserver.throttle.sql_store import SQLCounterStore, login_failures
+from syncserver.throttle.sql_store import login_failures
+from tests.backends import counter_store
 from tests.throttle.conftest import START, make_store
 
 LIFETIME = 100
@@ -66,7 +67,7 @@ def test_concurrent_increments_are_atomic(store_url):
 
 
 def test_expired_sql_rows_are_purged(sqlite_url):
-    store = SQLCounterStore(sqlite_url, create_tables=True)
+    store = counter_store(sqlite_url)
     try:
         store.increment("old", START, LIFETIME)
         store._purged_at = 0.0

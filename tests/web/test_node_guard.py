@@ -7,8 +7,8 @@ from webob import Request, exc
 
 from syncserver.auth import User
 from syncserver.nodes import NodesUnavailable
-from syncserver.nodes.sql import SQLNodes
 from syncserver.web.node_guard import NodeGuard
+from tests.backends import sql_nodes
 
 A = "https://a.example.org/"
 B = "https://b.example.org/"
@@ -45,7 +45,7 @@ class CountingNodes:
 
 @pytest.fixture
 def real(sqlite_url):
-    backend = SQLNodes(sqlite_url, create_tables=True)
+    backend = sql_nodes(sqlite_url)
     backend.add_node(A, 10)
     backend.add_node(B, 10)
     yield backend

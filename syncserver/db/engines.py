@@ -1,4 +1,4 @@
-"""SQLAlchemy engines as the SQL backends need them, on SQLite, MySQL and PostgreSQL.
+"""SQLAlchemy engines as every SQL backend needs them, on SQLite, MySQL and PostgreSQL.
 
 One place decides how each database is driven so that the storage and the
 authentication backends behave alike:
@@ -14,10 +14,6 @@ authentication backends behave alike:
 Pre-ping means a pooled connection that died (server restarted, connection
 killed, ``wait_timeout``) is replaced at checkout instead of failing a
 request, so the server recovers by itself when the database comes back.
-
-Database failures that mean "the service is not there" (connection refused,
-lost, pool timeout) are translated into the caller's "unavailable" exception
-by :func:`translate_errors`; everything else propagates as a bug.
 """
 
 import contextlib
@@ -231,36 +227,3 @@ def _register_writer_queue(database):
     with _WRITER_QUEUES_LOCK:
         if database not in _WRITER_QUEUES:
             _WRITER_QUEUES[database] = _SQLiteWriterQueue(path)
-
-
-def is_unavailable(error):
-    """True when ``error`` means the database cannot be reached or used right now."""
-    if isinstance(error, (exc.OperationalError, exc.TimeoutError, exc.InterfaceError)):
-        return True
-    return isinstance(error, exc.DBAPIError) and bool(error.connection_invalidated)
-
-
-@contextlib.contextmanager
-def translate_errors(unavailable_class):
-    """Re-raise database-unreachable errors as ``unavailable_class`` (a 503 upstream).
-
-    The original error is chained, so the crash log keeps its traceback;
-    the message never includes the SQL parameters (they may hold payloads
-    or password hashes).
-    """
-    try:
-        yield
-    except exc.SQLAlchemyError as error:
-        if is_unavailable(error):
-            original = getattr(error, "orig", None) or error
-            raise unavailable_class(
-                f"database unavailable: {type(original).__name__}: {_first_line(original)}"
-            ) from error
-        raise
-
-
-def _first_line(error):
-    # DBAPI errors carry (code, message) or (message,); neither holds query parameters.
-    args = getattr(error, "args", None) or (error,)
-    text = " ".join(str(arg) for arg in args)
-    return text.splitlines()[0][:200] if text else ""

@@ -1,0 +1,102 @@
+"""One SQL database as every backend on it sees it: engine, pool, transactions, errors, health.
+
+The composition root (:mod:`syncserver.composition`) builds one
+:class:`Database` per distinct SQL URL and hands it to every SQL backend
+configured with that URL (storage, accounts, nodes, reset codes, throttle
+counters), so backends on one database share one connection pool. Backends
+never build engines themselves and never touch the schema: the composition
+root brings the schema up to date (or checks it) with
+:mod:`syncserver.migrations` before the server serves.
+"""
+
+import contextlib
+
+import sqlalchemy
+from sqlalchemy import exc
+
+from syncserver.db import engines
+from syncserver.db.errors import translate_errors
+from syncserver.errors import BackendUnavailable, ConfigError
+
+#: The optional extra that installs each database's driver.
+_DRIVER_EXTRAS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
+
+
+class Database:
+    """A SQL database reached through one SQLAlchemy engine and its pool. Thread-safe.
+
+    ``key`` names the setting the URL came from (``storage.sqluri``), for
+    error messages. A URL that cannot be used (bad syntax, driver not
+    installed) raises :class:`~syncserver.errors.ConfigError` naming it.
+    """
+
+    def __init__(self, url, *, key="sqluri", pool_size=10, pool_timeout=30, pool_recycle=3600,
+                 connect_timeout=10, query_timeout=30):
+        self.url = url
+        self.key = key
+        try:
+            self.engine = engines.create_engine(
+                url, pool_size=pool_size, pool_timeout=pool_timeout, pool_recycle=pool_recycle,
+                connect_timeout=connect_timeout, query_timeout=query_timeout)
+        except ImportError as error:
+            raise ConfigError(f"{key} needs a database driver that is not installed "
+                              f"({error}): {_install_hint(url)}") from None
+        except exc.ArgumentError as error:
+            raise ConfigError(f"{key} is not a usable database URL: {error}") from None
+
+    def __repr__(self):
+        return f"<Database {self.display_url}>"
+
+    @property
+    def dialect(self):
+        """``sqlite``, ``mysql`` (MariaDB too) or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self):
+        """The URL with its password hidden, fit for logs and messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def reading(self, unavailable=BackendUnavailable):
+        """A connection for reads (no write lock on SQLite); outages raise ``unavailable``."""
+        with translate_errors(unavailable), engines.read_connection(self.engine) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def writing(self, unavailable=BackendUnavailable):
+        """A write transaction, committed on success and rolled back on any error.
+
+        On SQLite writers queue for the database's write lock. Outages raise
+        ``unavailable``; other errors (integrity, a bug) propagate unchanged.
+        """
+        with translate_errors(unavailable), engines.write_transaction(self.engine) as connection:
+            yield connection
+
+    def translating(self, unavailable=BackendUnavailable):
+        """Outages inside the block raise ``unavailable`` (for work outside these two helpers)."""
+        return translate_errors(unavailable)
+
+    def is_healthy(self):
+        """True when the database answers a trivial query now; never raises."""
+        try:
+            with self.reading() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1")).scalar()
+            return True
+        except (BackendUnavailable, exc.SQLAlchemyError):
+            return False
+
+    def close(self):
+        """Close every pooled connection (the object can still be used: it reconnects)."""
+        self.engine.dispose()
+
+
+def _install_hint(url):
+    try:
+        backend = sqlalchemy.engine.make_url(url).get_backend_name()
+    except exc.ArgumentError:
+        backend = None
+    extra = _DRIVER_EXTRAS.get(backend)
+    if extra is None:
+        return "install the driver SQLAlchemy names for this URL"
+    return f"pip install 'syncserver[{extra}]'"

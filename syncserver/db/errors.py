@@ -1,0 +1,44 @@
+"""Which database failures mean "the service is not there", and turning them into 503s.
+
+Connection refused or lost, a pool timeout, a statement timeout: the caller's
+"unavailable" exception (a :class:`~syncserver.errors.BackendUnavailable`,
+which the application answers with 503 and ``Retry-After``). Everything else
+(a constraint violation, a bug in a statement) propagates as it is.
+"""
+
+import contextlib
+
+from sqlalchemy import exc
+
+
+def is_unavailable(error):
+    """True when ``error`` means the database cannot be reached or used right now."""
+    if isinstance(error, (exc.OperationalError, exc.TimeoutError, exc.InterfaceError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and bool(error.connection_invalidated)
+
+
+@contextlib.contextmanager
+def translate_errors(unavailable_class):
+    """Re-raise database-unreachable errors as ``unavailable_class`` (a 503 upstream).
+
+    The original error is chained, so the crash log keeps its traceback;
+    the message never includes the SQL parameters (they may hold payloads
+    or password hashes).
+    """
+    try:
+        yield
+    except exc.SQLAlchemyError as error:
+        if is_unavailable(error):
+            original = getattr(error, "orig", None) or error
+            raise unavailable_class(
+                f"database unavailable: {type(original).__name__}: {_first_line(original)}"
+            ) from error
+        raise
+
+
+def _first_line(error):
+    # DBAPI errors carry (code, message) or (message,); neither holds query parameters.
+    args = getattr(error, "args", None) or (error,)
+    text = " ".join(str(arg) for arg in args)
+    return text.splitlines()[0][:200] if text else ""
