@@ -232,7 +232,7 @@ def _assemble(settings, components):
                                password_reset=components.password_reset,
                                captcha=components.captcha, throttle=throttle),
         "pages": PagesController(auth, storage, settings, components.password_reset,
-                                 _guesses(throttle, DELETE_ACCOUNT)),
+                                 _guesses(throttle, DELETE_ACCOUNT), nodes=components.nodes),
         "misc": MiscController(heartbeat, captcha=components.captcha),
     }
     return SyncServerApp(settings, components, controllers, node_guard=node_guard,

@@ -76,6 +76,21 @@ class AdminContext:
         return self._open(lambda: plugins.open_backend(
             NodeBackend, self.settings.nodes.backend, self.no_tables.nodes, self.databases))
 
+    @property
+    def nodes_if_used(self):
+        """The node list when the server uses one (assigning, or as a node), else None."""
+        return self.nodes if self.settings.nodes.in_use else None
+
+    @functools.cached_property
+    def reset_codes_if_used(self):
+        """The password-reset codes when password reset is configured (``smtp.host``), else None."""
+        if not self.settings.smtp.host:
+            return None
+        from syncserver.accounts.reset_codes import ResetCodeStore
+
+        return self._open(lambda: ResetCodeStore.from_settings(self.no_tables.reset,
+                                                               self.databases))
+
     def _open(self, build):
         backend = build()
         self._opened.append(backend)

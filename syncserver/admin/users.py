@@ -8,6 +8,7 @@ stored data too, as ``DELETE /user/1.0/<u>`` does.
 import getpass
 import re
 
+from syncserver.accounts.deletion import delete_account
 from syncserver.admin.context import AdminError, format_bytes, format_time
 from syncserver.auth import UserExists, UserNotFound
 from syncserver.auth.usernames import extract_username, is_weak_password
@@ -190,9 +191,8 @@ def delete_user(context, args):
         context.stderr.flush()
         if context.stdin.readline().strip().lower() not in ("y", "yes"):
             raise AdminError("nothing was deleted.")
-    # Data first, as the User API does: a failure leaves the account to retry with.
-    context.storage.delete_user(user.user_id)
-    context.auth.delete_user(user.username)
+    delete_account(user, context.auth, context.storage, context.nodes_if_used,
+                   context.reset_codes_if_used)
     context.echo(f"Deleted {user.username} and its stored data.")
     return 0
 

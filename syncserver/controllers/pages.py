@@ -23,6 +23,7 @@ import logging
 from webob import Response, exc
 
 from syncserver import templating
+from syncserver.accounts.deletion import delete_account
 from syncserver.accounts.mail import MailUnavailable
 from syncserver.accounts.password_reset import (
     InvalidResetCode,
@@ -65,9 +66,10 @@ TOO_MANY_MESSAGE = "Too many attempts. Please wait a while and try again."
 class PagesController:
     """Answers the HTML pages; ``password_reset`` is None when SMTP is not set up."""
 
-    def __init__(self, auth, storage, settings, password_reset=None, throttle=None):
+    def __init__(self, auth, storage, settings, password_reset=None, throttle=None, nodes=None):
         self.auth = auth
         self.storage = storage
+        self.nodes = nodes
         self.password_reset = password_reset
         self.throttle = throttle or NoThrottle()
         self.global_settings = settings.global_
@@ -197,10 +199,8 @@ class PagesController:
                                  "the delete-account page", typed[:100], client_address(request))
             return again("Wrong user name or password.")
         self.throttle.success(key)
-        self.storage.delete_user(user.user_id)
-        self.auth.delete_user(user.username)
-        if self.password_reset is not None:
-            self.password_reset.codes.clear(user.user_id)
+        codes = self.password_reset.codes if self.password_reset is not None else None
+        delete_account(user, self.auth, self.storage, self.nodes, codes)
         security_log.info("AccountDeleted: user %r from %s on the delete-account page",
                           user.username, client_address(request))
         return self._render(request, "message.html", title="Account deleted",

@@ -25,6 +25,7 @@ import logging
 
 from webob import Response, exc
 
+from syncserver.accounts.deletion import delete_account
 from syncserver.accounts.password_reset import (
     InvalidResetCode,
     NoEmailAddress,
@@ -116,12 +117,8 @@ class UserController:
     def delete_user(self, request, username):
         user = request.sync_user
         self._check_manages_accounts()
-        self.storage.delete_user(user.user_id)
-        deleted = self.auth.delete_user(user.username)
-        if self.nodes is not None:
-            self.nodes.release_user(user.username)
-        if self.password_reset is not None:
-            self.password_reset.codes.clear(user.user_id)
+        codes = self.password_reset.codes if self.password_reset is not None else None
+        deleted = delete_account(user, self.auth, self.storage, self.nodes, codes)
         return _text("1" if deleted else "0")
 
     def get_node(self, request, username):
