@@ -25,6 +25,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, sel
 
 from syncserver.auth import AuthUnavailable
 from syncserver.db import Database
+from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 
 metadata = MetaData()
@@ -56,7 +57,7 @@ def _hash(code):
     return hashlib.sha256(code.encode("ascii")).hexdigest()
 
 
-class ResetCodeStore:
+class ResetCodeStore(DatabaseBacked):
     """Issues, redeems and clears reset codes in the ``reset_codes`` table.
 
     Every method may raise :class:`~syncserver.auth.AuthUnavailable` when the
@@ -65,10 +66,9 @@ class ResetCodeStore:
 
     def __init__(self, database, lifetime_seconds=21600, clock=time.time, *,
                  owns_database=False):
-        self.database = database
+        self._use_database(database, owns_database)
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
-        self._owns_database = owns_database
 
     @classmethod
     def from_settings(cls, settings, databases=None):
@@ -84,22 +84,9 @@ class ResetCodeStore:
         return cls(Database(settings.sqluri, key="reset.sqluri", pool_size=2),
                    settings.code_lifetime_seconds, owns_database=True)
 
-    @property
-    def engine(self):
-        return self.database.engine
-
-    def close(self):
-        if self._owns_database:
-            self.database.close()
-
     def is_healthy(self):
         """True when the ``reset_codes`` table can be read (the heartbeat's check)."""
-        try:
-            with self.database.reading(AuthUnavailable) as connection:
-                connection.execute(select(reset_codes.c.userid).limit(1)).first()
-        except AuthUnavailable:
-            return False
-        return True
+        return self.database.table_answers(reset_codes.c.userid)
 
     def issue(self, user_id):
         """Store a fresh code for ``user_id`` (replacing any older one) and return it."""

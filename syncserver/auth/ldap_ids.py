@@ -57,12 +57,7 @@ class DirectoryIdMap:
         self._known = {}
 
     def is_healthy(self):
-        try:
-            with self.database.reading(AuthUnavailable) as connection:
-                connection.execute(select(ldap_users.c.userid).limit(1)).first()
-            return True
-        except (AuthUnavailable, exc.SQLAlchemyError):
-            return False
+        return self.database.table_answers(ldap_users.c.userid)
 
     def user_id(self, username):
         """The id of ``username``, assigned now if it has none. Raises :class:`AuthUnavailable`."""

@@ -51,6 +51,7 @@ from syncserver.auth import (
 from syncserver.auth.passwords import hash_password, needs_rehash, verify_password
 from syncserver.auth.usernames import is_valid_username
 from syncserver.db import Database
+from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ _MYSQL_RETRY_CODES = {1213, 1205}
 _INSERT_ATTEMPTS = 3
 
 
-class SQLAuth(AuthBackend):
+class SQLAuth(DatabaseBacked, AuthBackend):
     """Accounts in the ``users`` table of a :class:`~syncserver.db.Database`; see the module
     docstring.
 
@@ -98,10 +99,9 @@ class SQLAuth(AuthBackend):
 
     def __init__(self, database, allow_new_users=True, password_hasher=None, *,
                  owns_database=False):
-        self.database = database
+        self._use_database(database, owns_database)
         self.allow_new_users = allow_new_users
         self._hasher = password_hasher
-        self._owns_database = owns_database
 
     @classmethod
     def from_settings(cls, settings):
@@ -120,23 +120,10 @@ class SQLAuth(AuthBackend):
         return cls(databases.database(settings.sqluri, "auth.sqluri", settings.create_tables),
                    allow_new_users=settings.allow_new_users)
 
-    @property
-    def engine(self):
-        return self.database.engine
-
-    def close(self):
-        if self._owns_database:
-            self.database.close()
-
     # --- reads --------------------------------------------------------------
 
     def is_healthy(self):
-        try:
-            with self.database.reading(AuthUnavailable) as connection:
-                connection.execute(select(users.c.userid).limit(1)).first()
-            return True
-        except (AuthUnavailable, exc.SQLAlchemyError):
-            return False
+        return self.database.table_answers(users.c.userid)
 
     def get_user(self, username):
         if not is_valid_username(username):

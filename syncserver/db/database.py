@@ -86,6 +86,18 @@ class Database:
         except (BackendUnavailable, exc.SQLAlchemyError):
             return False
 
+    def table_answers(self, column):
+        """True when a row (or none) of ``column``'s table can be read now; never raises.
+
+        A backend's heartbeat check: the database answers *and* has its table.
+        """
+        try:
+            with self.reading() as connection:
+                connection.execute(sqlalchemy.select(column).limit(1)).first()
+            return True
+        except (BackendUnavailable, exc.SQLAlchemyError):
+            return False
+
     def close(self):
         """Close every pooled connection (the object can still be used: it reconnects)."""
         self.engine.dispose()

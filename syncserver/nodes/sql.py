@@ -50,6 +50,7 @@ from sqlalchemy import (
 )
 
 from syncserver.db import Database
+from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.nodes import Node, NodeBackend, NodeExists, NodeNotFound, NodesUnavailable
 
@@ -90,12 +91,11 @@ _POSTGRESQL_RETRY_STATES = {"40P01", "40001"}
 _WRITE_ATTEMPTS = 5
 
 
-class SQLNodes(NodeBackend):
+class SQLNodes(DatabaseBacked, NodeBackend):
     """Nodes and assignments in SQL; see the module docstring."""
 
     def __init__(self, database, *, owns_database=False):
-        self.database = database
-        self._owns_database = owns_database
+        self._use_database(database, owns_database)
 
     @classmethod
     def from_settings(cls, settings):
@@ -110,21 +110,8 @@ class SQLNodes(NodeBackend):
         _require_sqluri(settings)
         return cls(databases.database(settings.sqluri, "nodes.sqluri", settings.create_tables))
 
-    @property
-    def engine(self):
-        return self.database.engine
-
-    def close(self):
-        if self._owns_database:
-            self.database.close()
-
     def is_healthy(self):
-        try:
-            with self._reading() as connection:
-                connection.execute(select(nodes.c.id).limit(1)).first()
-        except NodesUnavailable:
-            return False
-        return True
+        return self.database.table_answers(nodes.c.id)
 
     # --- the node list ------------------------------------------------------
 

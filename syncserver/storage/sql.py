@@ -26,6 +26,7 @@ import time
 from sqlalchemy import exc
 
 from syncserver.db import Database
+from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.storage import (
     NEVER_EXPIRES,
@@ -96,12 +97,11 @@ class _UserLock:
                                 dict(params, v_last_modified=self.last_modified))
 
 
-class SQLStorage(StorageBackend):
+class SQLStorage(DatabaseBacked, StorageBackend):
     """Storage in a SQL database through SQLAlchemy Core. See the module docstring."""
 
     def __init__(self, database, *, owns_database=False):
-        self.database = database
-        self._owns_database = owns_database
+        self._use_database(database, owns_database)
         self._engine = database.engine
         dialect = database.dialect
         self._lock_statement = (schema.LOCK_USER if dialect == "postgresql"
@@ -125,15 +125,6 @@ class SQLStorage(StorageBackend):
     def open(cls, settings, databases):
         _require_sqluri(settings)
         return cls(databases.database(settings.sqluri, "storage.sqluri", settings.create_tables))
-
-    @property
-    def engine(self):
-        """The SQLAlchemy engine (for tests and admin scripts)."""
-        return self._engine
-
-    def close(self):
-        if self._owns_database:
-            self.database.close()
 
     # -- connections --------------------------------------------------------
 

@@ -21,6 +21,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, cas
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from syncserver.db import Database
+from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.throttle import Counter, CounterStore, ThrottleStoreUnavailable
 
@@ -44,12 +45,11 @@ login_failures = Table(
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
-class SQLCounterStore(CounterStore):
+class SQLCounterStore(DatabaseBacked, CounterStore):
     """:class:`~syncserver.throttle.CounterStore` on the ``login_failures`` table."""
 
     def __init__(self, database, *, owns_database=False):
-        self.database = database
-        self._owns_database = owns_database
+        self._use_database(database, owns_database)
         self._purged_at = 0.0
 
     @classmethod
@@ -64,10 +64,6 @@ class SQLCounterStore(CounterStore):
                                           settings.create_tables))
         return cls(Database(settings.sqluri, key="throttle.sqluri", pool_size=2,
                             pool_timeout=10), owns_database=True)
-
-    @property
-    def engine(self):
-        return self.database.engine
 
     def increment(self, key, now, lifetime):
         key = _column_key(key)
@@ -115,9 +111,6 @@ class SQLCounterStore(CounterStore):
         self._purged_at = time.monotonic()
         connection.execute(login_failures.delete().where(login_failures.c.expires_at <= now))
 
-    def close(self):
-        if self._owns_database:
-            self.database.close()
 
 
 def _column_key(key):
