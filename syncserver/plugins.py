@@ -13,6 +13,34 @@ import inspect
 from syncserver.errors import ConfigError
 
 
+class Plugin:
+    """What every backend family's interface shares: how the server builds a backend.
+
+    A backend declares its own keys as a dataclass, :attr:`settings_class`
+    (each field is a key of its section); the server converts and checks them
+    at start-up and passes the instance as ``settings.backend_settings``.
+    The family's interface declares the abstract ``from_settings``.
+    """
+
+    #: The dataclass of the backend's own keys (None: it has none).
+    settings_class = None
+
+    #: Deprecated (use :attr:`settings_class`): extra keys of the section, given
+    #: unconverted in ``settings.options``.
+    extra_settings = ()
+
+    @classmethod
+    def open(cls, settings, databases):
+        """How the server builds the backend: ``from_settings``, sharing databases.
+
+        ``databases`` (a :class:`syncserver.db.DatabaseRegistry`) gives the
+        process's :class:`~syncserver.db.Database` for a URL, shared with
+        every other backend using it; the server creates or checks the
+        schema of every database asked for. The default ignores it.
+        """
+        return cls.from_settings(settings)
+
+
 def resolve_backend(key, value, aliases, interface):
     """Return the class named by ``value`` for the setting ``key``.
 

@@ -15,9 +15,9 @@ Passwords are ``str`` (decoded UTF-8) and may contain any character.
 
 import abc
 import dataclasses
-from collections.abc import Sequence
 
 from syncserver.errors import BackendUnavailable, NotSupported, PolicyRefusal
+from syncserver.plugins import Plugin
 
 
 class AuthError(Exception):
@@ -71,27 +71,19 @@ class User:
     created_at: int | None = dataclasses.field(default=None, compare=False)
 
 
-class AuthBackend(abc.ABC):
+class AuthBackend(Plugin, abc.ABC):
     """What an authentication backend must provide.
 
     A backend class is named in ``auth.backend`` (alias or dotted path); the
-    server builds it with :meth:`open` (by default :meth:`from_settings`).
+    server builds it with ``open`` (by default :meth:`from_settings`; see
+    :class:`syncserver.plugins.Plugin`, which also says how a backend declares
+    keys of its own).
     Every method may raise :class:`AuthUnavailable` when its service is down;
     a wrong password or a disabled account is never an exception, just
     ``None``. Optional capabilities (administration, import) raise
     :class:`~syncserver.errors.NotSupported` unless a backend provides them.
     Thread-safe: one instance serves every thread of the WSGI server.
     """
-
-    #: The backend's own typed settings: a dataclass whose fields are ``auth.*``
-    #: keys (``auth.ldapuri`` is field ``ldapuri``). The server converts and
-    #: checks them at start-up and passes the instance as
-    #: ``settings.backend_settings``; docs/configuration.rst lists them.
-    settings_class = None
-
-    #: Deprecated (use :attr:`settings_class`): extra ``auth.*`` keys, given
-    #: unconverted in ``settings.options``.
-    extra_settings: Sequence[str] = ()
 
     #: False when accounts cannot be created, changed or deleted through this
     #: server (a read-only directory): the User API then refuses those
@@ -108,17 +100,6 @@ class AuthBackend(abc.ABC):
         bad value. Must not connect anywhere slowly: the server starts with
         its services down and answers 503 until they come back.
         """
-
-    @classmethod
-    def open(cls, settings, databases):
-        """How the server builds the backend: :meth:`from_settings`, sharing databases.
-
-        ``databases`` (a :class:`syncserver.db.DatabaseRegistry`) gives the
-        process's :class:`~syncserver.db.Database` for a URL, shared with
-        every other backend using it; the server creates or checks the
-        schema of every database asked for. The default ignores it.
-        """
-        return cls.from_settings(settings)
 
     @abc.abstractmethod
     def is_healthy(self):

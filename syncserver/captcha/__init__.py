@@ -10,9 +10,9 @@ class, named by dotted path in ``captcha.backend``, implements
 """
 
 import abc
-from collections.abc import Sequence
 
 from syncserver.errors import BackendUnavailable
+from syncserver.plugins import Plugin
 
 
 class CaptchaUnavailable(BackendUnavailable):
@@ -21,20 +21,12 @@ class CaptchaUnavailable(BackendUnavailable):
     service = "captcha"
 
 
-class CaptchaBackend(abc.ABC):
+class CaptchaBackend(Plugin, abc.ABC):
     """What a captcha backend must provide.
 
     Built once per process with :meth:`from_settings`; :meth:`verify` is
     called from many threads at once.
     """
-
-    #: The backend's own typed settings (a dataclass of ``captcha.*`` keys), passed
-    #: as ``settings.backend_settings``; see :class:`syncserver.storage.StorageBackend`.
-    settings_class = None
-
-    #: Deprecated (use :attr:`settings_class`): extra ``captcha.*`` keys, unconverted
-    #: in ``settings.options``.
-    extra_settings: Sequence[str] = ()
 
     @classmethod
     @abc.abstractmethod

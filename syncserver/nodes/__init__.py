@@ -22,6 +22,7 @@ import abc
 import dataclasses
 
 from syncserver.errors import BackendUnavailable
+from syncserver.plugins import Plugin
 
 
 class NodeError(Exception):
@@ -60,7 +61,7 @@ class Node:
     backoff: int = 0
 
 
-class NodeBackend(abc.ABC):
+class NodeBackend(Plugin, abc.ABC):
     """What a node-assignment backend must provide.
 
     Named in ``nodes.backend`` (alias or dotted path), built with
@@ -68,24 +69,10 @@ class NodeBackend(abc.ABC):
     when its service is down. Thread-safe: one instance serves every thread.
     """
 
-    #: The backend's own typed settings (a dataclass of ``nodes.*`` keys), passed
-    #: as ``settings.backend_settings``; see :class:`syncserver.storage.StorageBackend`.
-    settings_class = None
-
-    #: Deprecated (use :attr:`settings_class`): extra ``nodes.*`` keys, unconverted
-    #: in ``settings.options``.
-    extra_settings = ()
-
     @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings):
         """Build the backend from a :class:`syncserver.settings.NodeSettings`."""
-
-    @classmethod
-    def open(cls, settings, databases):
-        """How the server builds the backend; ``databases`` shares the process's
-        :class:`~syncserver.db.Database` of a URL. The default calls :meth:`from_settings`."""
-        return cls.from_settings(settings)
 
     def is_healthy(self):
         """True when the node list can be read (the heartbeat's check); never raises.

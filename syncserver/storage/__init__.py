@@ -32,9 +32,10 @@ Consistency rules every backend must keep (the conformance suite in
 
 import abc
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from syncserver.errors import BackendUnavailable
+from syncserver.plugins import Plugin
 
 #: Absolute expiry (epoch seconds) stored for items that never expire (year 2286).
 NEVER_EXPIRES = 9_999_999_999
@@ -180,23 +181,13 @@ class StorageStatistics:
     collections: Mapping[str, CollectionStatistics]
 
 
-class StorageBackend(abc.ABC):
+class StorageBackend(Plugin, abc.ABC):
     """What a storage backend must provide. See the module docstring for conventions.
 
     A backend class is named in ``storage.backend`` (alias or dotted path) and
     built with :meth:`from_settings`. Every method may raise
     :class:`StorageUnavailable` when its service is down.
     """
-
-    #: The backend's own typed settings: a dataclass whose fields are
-    #: ``storage.*`` keys (``storage.redis_url`` is field ``redis_url``). The
-    #: server converts and checks them at start-up and passes the instance as
-    #: ``settings.backend_settings``.
-    settings_class = None
-
-    #: Deprecated (use :attr:`settings_class`): extra ``storage.*`` keys, given
-    #: unconverted in ``settings.options``.
-    extra_settings: Sequence[str] = ()
 
     @classmethod
     @abc.abstractmethod
@@ -207,17 +198,6 @@ class StorageBackend(abc.ABC):
         value. Must not do slow work: the server starts with its services
         down and answers 503 until they come back.
         """
-
-    @classmethod
-    def open(cls, settings, databases):
-        """How the server builds the backend: :meth:`from_settings`, sharing databases.
-
-        ``databases`` (a :class:`syncserver.db.DatabaseRegistry`) gives the
-        process's :class:`~syncserver.db.Database` for a URL, shared with
-        every other backend using it; the server creates or checks the
-        schema of every database asked for. The default ignores it.
-        """
-        return cls.from_settings(settings)
 
     @abc.abstractmethod
     def is_healthy(self):
