@@ -1,8 +1,12 @@
 """Every URL the server answers, in one table.
 
-Read it top to bottom: method, path, then ``controller.action`` and whether
-the route needs HTTP Basic auth. The dispatcher in :mod:`syncserver.app`
-calls ``action(request, **path_arguments)`` on the named controller.
+Read it top to bottom: method, path, then ``controller.action`` and how the
+route authenticates: :data:`BASIC` (HTTP Basic, Sync 1.1), :data:`HAWK`
+(a tokenserver token signed with Hawk, Sync 1.5) or not at all. The
+dispatcher (:mod:`syncserver.web.dispatcher`) calls
+``action(request, **path_arguments)`` on the named controller; a controller
+that is not configured (the 1.5 API when ``storage15.enabled`` is false)
+answers 404.
 
 Trailing slashes are stripped before matching, so ``/user/1/<u>/`` and
 ``/user/1/<u>`` are the same route. Collection and item names are matched
@@ -14,49 +18,74 @@ import collections
 
 from routes import Mapper
 
-Route = collections.namedtuple("Route", "method path controller action needs_auth")
+Route = collections.namedtuple("Route", "method path controller action auth")
+
+#: How a route authenticates.
+BASIC = "basic"
+HAWK = "hawk"
 
 STORAGE = "/{api:1\\.1|1\\.0|1}/{username}"
 USER = "/user/{api:1\\.0|1}/{username}"
+STORAGE15 = "/1.5/{uid}"
 
 ROUTES = (
     # Storage API 1.1 (also served under /1.0/ and /1/).
-    Route("GET", STORAGE + "/info/collections", "storage", "get_collection_timestamps", True),
-    Route("GET", STORAGE + "/info/collection_counts", "storage", "get_collection_counts", True),
-    Route("GET", STORAGE + "/info/collection_usage", "storage", "get_collection_usage", True),
-    Route("GET", STORAGE + "/info/quota", "storage", "get_quota", True),
-    Route("GET", STORAGE + "/storage/{collection}", "storage", "get_collection", True),
-    Route("POST", STORAGE + "/storage/{collection}", "storage", "post_collection", True),
-    Route("PUT", STORAGE + "/storage/{collection}", "storage", "post_collection", True),
-    Route("DELETE", STORAGE + "/storage/{collection}", "storage", "delete_collection", True),
-    Route("GET", STORAGE + "/storage/{collection}/{item}", "storage", "get_item", True),
-    Route("PUT", STORAGE + "/storage/{collection}/{item}", "storage", "put_item", True),
-    Route("DELETE", STORAGE + "/storage/{collection}/{item}", "storage", "delete_item", True),
-    Route("DELETE", STORAGE + "/storage", "storage", "delete_storage", True),
+    Route("GET", STORAGE + "/info/collections", "storage", "get_collection_timestamps", BASIC),
+    Route("GET", STORAGE + "/info/collection_counts", "storage", "get_collection_counts", BASIC),
+    Route("GET", STORAGE + "/info/collection_usage", "storage", "get_collection_usage", BASIC),
+    Route("GET", STORAGE + "/info/quota", "storage", "get_quota", BASIC),
+    Route("GET", STORAGE + "/storage/{collection}", "storage", "get_collection", BASIC),
+    Route("POST", STORAGE + "/storage/{collection}", "storage", "post_collection", BASIC),
+    Route("PUT", STORAGE + "/storage/{collection}", "storage", "post_collection", BASIC),
+    Route("DELETE", STORAGE + "/storage/{collection}", "storage", "delete_collection", BASIC),
+    Route("GET", STORAGE + "/storage/{collection}/{item}", "storage", "get_item", BASIC),
+    Route("PUT", STORAGE + "/storage/{collection}/{item}", "storage", "put_item", BASIC),
+    Route("DELETE", STORAGE + "/storage/{collection}/{item}", "storage", "delete_item", BASIC),
+    Route("DELETE", STORAGE + "/storage", "storage", "delete_storage", BASIC),
+    # Storage API 1.5 (current Firefox; ``storage15.enabled``).
+    Route("GET", STORAGE15 + "/info/collections", "storage15", "get_collection_timestamps", HAWK),
+    Route("GET", STORAGE15 + "/info/collection_counts", "storage15", "get_collection_counts",
+          HAWK),
+    Route("GET", STORAGE15 + "/info/collection_usage", "storage15", "get_collection_usage",
+          HAWK),
+    Route("GET", STORAGE15 + "/info/quota", "storage15", "get_quota", HAWK),
+    Route("GET", STORAGE15 + "/info/configuration", "storage15", "get_configuration", HAWK),
+    Route("DELETE", STORAGE15, "storage15", "delete_storage", HAWK),
+    Route("DELETE", STORAGE15 + "/storage", "storage15", "delete_storage", HAWK),
+    Route("GET", STORAGE15 + "/storage/{collection}", "storage15", "get_collection", HAWK),
+    Route("POST", STORAGE15 + "/storage/{collection}", "storage15", "post_collection", HAWK),
+    Route("DELETE", STORAGE15 + "/storage/{collection}", "storage15", "delete_collection", HAWK),
+    Route("GET", STORAGE15 + "/storage/{collection}/{item}", "storage15", "get_item", HAWK),
+    Route("PUT", STORAGE15 + "/storage/{collection}/{item}", "storage15", "put_item", HAWK),
+    Route("DELETE", STORAGE15 + "/storage/{collection}/{item}", "storage15", "delete_item",
+          HAWK),
+    # CORS preflight of any 1.5 path, answered without authentication.
+    Route("OPTIONS", "/1.5/{anything:.*}", "storage15", "preflight", None),
     # User API 1.0 (also served under /user/1/).
-    Route("GET", USER, "user", "user_exists", False),
-    Route("PUT", USER, "user", "create_user", False),
-    Route("DELETE", USER, "user", "delete_user", True),
-    Route("GET", USER + "/node/weave", "user", "get_node", False),
-    Route("POST", USER + "/password", "user", "change_password", False),  # auth checked inside
-    Route("POST", USER + "/email", "user", "change_email", True),
-    Route("GET", USER + "/password_reset", "user", "request_password_reset", False),
-    Route("DELETE", USER + "/password_reset", "user", "cancel_password_reset", True),
+    Route("GET", USER, "user", "user_exists", None),
+    Route("PUT", USER, "user", "create_user", None),
+    Route("DELETE", USER, "user", "delete_user", BASIC),
+    Route("GET", USER + "/node/weave", "user", "get_node", None),
+    Route("POST", USER + "/password", "user", "change_password", None),  # Basic auth inside
+    Route("POST", USER + "/email", "user", "change_email", BASIC),
+    Route("GET", USER + "/password_reset", "user", "request_password_reset", None),
+    Route("DELETE", USER + "/password_reset", "user", "cancel_password_reset", BASIC),
     # HTML pages for people (no Basic auth: the forms carry the credentials).
-    Route("GET", "/weave-password-reset", "pages", "password_reset_page", False),
-    Route("POST", "/weave-password-reset", "pages", "password_reset_submit", False),
-    Route("GET", "/weave-delete-account", "pages", "delete_account_page", False),
-    Route("POST", "/weave-delete-account", "pages", "delete_account_submit", False),
+    Route("GET", "/weave-password-reset", "pages", "password_reset_page", None),
+    Route("POST", "/weave-password-reset", "pages", "password_reset_submit", None),
+    Route("GET", "/weave-delete-account", "pages", "delete_account_page", None),
+    Route("POST", "/weave-delete-account", "pages", "delete_account_submit", None),
     # The captcha widget the Firefox setup wizard embeds (404 when captcha.use is false).
-    Route("GET", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
-    Route("POST", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", False),
+    Route("GET", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", None),
+    Route("POST", "/misc/{api:1\\.0|1}/captcha_html", "misc", "captcha_html", None),
     # Operations.
-    Route("GET", "/__heartbeat__", "misc", "heartbeat", False),
-    Route("HEAD", "/__heartbeat__", "misc", "heartbeat", False),
+    Route("GET", "/__heartbeat__", "misc", "heartbeat", None),
+    Route("HEAD", "/__heartbeat__", "misc", "heartbeat", None),
 )
 
 REQUIREMENTS = {
     "username": r"[a-zA-Z0-9._-]+",
+    "uid": r"[0-9]{1,10}",
     "collection": r"[^/]+",
     "item": r"[^/]+",
 }
@@ -86,8 +115,10 @@ def match(mapper, method, path):
         arguments, mapped = found
         route = ROUTES[int(mapped.name)]
         arguments = {key: value for key, value in arguments.items()
-                     if key not in ("controller", "action", "api")}
+                     if key not in ("controller", "action", "api", "anything")}
         return route, arguments
     allowed = [other for other in METHODS
                if other != method and mapper.routematch(path, {"REQUEST_METHOD": other})]
+    if allowed == ["OPTIONS"]:
+        return None, []  # only the catch-all preflight: the path itself is unknown (404)
     return None, allowed

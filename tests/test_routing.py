@@ -46,4 +46,39 @@ def test_unmatched(method, path, allowed):
 def test_auth_is_required_on_every_storage_route():
     for route in routing.ROUTES:
         if route.controller == "storage":
-            assert route.needs_auth, route
+            assert route.auth == routing.BASIC, route
+
+
+def test_every_sync15_route_but_the_preflight_needs_hawk():
+    for route in routing.ROUTES:
+        if route.controller == "storage15" and route.action != "preflight":
+            assert route.auth == routing.HAWK, route
+
+
+@pytest.mark.parametrize(("method", "path", "action", "arguments"), [
+    ("GET", "/1.5/42/info/collections", "get_collection_timestamps", {"uid": "42"}),
+    ("GET", "/1.5/42/info/configuration", "get_configuration", {"uid": "42"}),
+    ("DELETE", "/1.5/42", "delete_storage", {"uid": "42"}),
+    ("DELETE", "/1.5/42/storage", "delete_storage", {"uid": "42"}),
+    ("POST", "/1.5/42/storage/bookmarks", "post_collection",
+     {"uid": "42", "collection": "bookmarks"}),
+    ("PUT", "/1.5/42/storage/meta/global", "put_item",
+     {"uid": "42", "collection": "meta", "item": "global"}),
+    ("OPTIONS", "/1.5/42/storage/meta/global", "preflight", {}),
+])
+def test_sync15_routes(method, path, action, arguments):
+    route, found = routing.match(MAPPER, method, path)
+    assert route.controller == "storage15" and route.action == action
+    assert found == arguments
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PATCH", "/1.5/42/storage/bookmarks", ["DELETE", "GET", "OPTIONS", "POST"]),
+    ("GET", "/1.5/42", ["DELETE", "OPTIONS"]),
+    ("GET", "/1.5/12345678901/info/collections", []),
+    ("GET", "/1.5/abc/info/collections", []),
+    ("GET", "/1.5/42/storage/a/b/c", []),
+])
+def test_sync15_wrong_methods_and_uids(method, path, allowed):
+    route, found = routing.match(MAPPER, method, path)
+    assert route is None and found == allowed

@@ -34,6 +34,7 @@ from syncserver.settings.sections import (
     ResetSettings,
     Settings,
     SMTPSettings,
+    Storage15Settings,
     StorageSettings,
     ThrottleSettings,
 )
@@ -50,7 +51,8 @@ __all__ = [
     "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LOCAL_NETWORKS",
     "NODE_BACKENDS", "STORAGE_BACKENDS", "AuthSettings", "CaptchaSettings", "GlobalSettings",
     "LoggingSettings", "MetricsSettings", "NodeSettings", "PagesSettings", "ResetSettings",
-    "SMTPSettings", "Settings", "StorageSettings", "ThrottleSettings", "convert",
+    "SMTPSettings", "Settings", "Storage15Settings", "StorageSettings", "ThrottleSettings",
+    "convert",
     "expand_environment", "normalize_node_url", "parse_choice", "parse_networks",
     "parse_settings", "read_ini", "settings_from_ini",
 ]
@@ -116,9 +118,27 @@ def parse_settings(raw):
         "sqluri": auth.sqluri, "create_tables": auth.create_tables})
     _check_throttle(throttle)
     metrics = _check_metrics(_build("metrics", MetricsSettings, grouped["metrics"]))
+    storage15 = _build("storage15", Storage15Settings, grouped["storage15"],
+                       defaults={"redis_url": auth.redis_url})
+    _check_storage15(storage, storage15)
     return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
                     smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
-                    logging=logging_, metrics=metrics)
+                    logging=logging_, metrics=metrics, storage15=storage15)
+
+
+def _check_storage15(storage, storage15):
+    """Limits that contradict each other would make clients loop on "retry" answers."""
+    if storage.max_post_records < 1 or storage.max_total_records < storage.max_post_records:
+        raise ConfigError("storage.max_total_records must be at least storage.max_post_records, "
+                          "and both at least 1.")
+    if storage.max_total_bytes < storage.max_post_bytes:
+        raise ConfigError("storage.max_total_bytes must be at least storage.max_post_bytes.")
+    if storage.batch_lifetime_seconds < 60:
+        raise ConfigError("storage.batch_lifetime_seconds must be at least 60.")
+    for origin in storage15.cors_origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"storage15.cors_origins lists {origin!r}: origins look like "
+                              "https://app.example.org (or * for any).")
 
 
 def _check_metrics(metrics):

@@ -11,7 +11,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 
-from syncserver.settings.values import parse_choice, parse_networks
+from syncserver.settings.values import parse_choice, parse_networks, parse_words
 
 ACCESS_LOG_FORMATS = ("combined", "json")
 
@@ -28,8 +28,20 @@ class StorageSettings:
     batch_max_count: int = 100
     batch_max_bytes: int = 1024 * 1024
     max_payload_bytes: int = 256 * 1024
-    #: Largest request body accepted at all (413 beyond).
+    #: Largest request body accepted at all (413 beyond); Sync 1.5 clients are told it.
     max_request_bytes: int = 16 * 1024 * 1024
+    #: Sync 1.5: records one POST may carry (more are answered "retry bso").
+    max_post_records: int = 100
+    #: Sync 1.5: payload bytes one POST may carry (beyond: "retry bytes").
+    max_post_bytes: int = 2 * 1024 * 1024
+    #: Sync 1.5: records one batch upload may hold, all its POSTs together.
+    max_total_records: int = 10_000
+    #: Sync 1.5: payload bytes one batch upload may hold.
+    max_total_bytes: int = 200 * 1024 * 1024
+    #: Sync 1.5: bytes one record's payload may have (UTF-8).
+    max_record_payload_bytes: int = 2 * 1024 * 1024
+    #: Sync 1.5: seconds a batch upload stays open before it expires (and is purged).
+    batch_lifetime_seconds: int = 7200
     pool_size: int = 10
     pool_timeout: int = 30
     pool_recycle: int = 3600
@@ -121,6 +133,28 @@ class GlobalSettings:
     #: Proxies (addresses or networks) whose X-Forwarded-* headers are believed; none by default.
     trusted_proxies: tuple = dataclasses.field(
         default=(), metadata={"parse": lambda key, value: parse_networks(key, value)})
+    #: Secrets signing Sync 1.5 tokens, separated by spaces: the first signs, all
+    #: verify. Empty: generated once under ``var/`` next to the ini file.
+    master_secret: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_words(key, value)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Storage15Settings:
+    """``storage15.*``: the Storage API 1.5 of current Firefox (``/1.5/<uid>/...``, Hawk)."""
+
+    #: Serve the 1.5 API (beside 1.1, on the same databases).
+    enabled: bool = False
+    #: Seconds a request's Hawk timestamp may differ from the server's clock.
+    hawk_skew_seconds: int = 900
+    #: Seconds past its expiry a token may still read ``info/collections``.
+    expired_token_seconds: int = 7200
+    #: Redis remembering Hawk nonces for every process (default: ``auth.redis_url``;
+    #: none: each process remembers its own).
+    redis_url: str | None = None
+    #: Origins (``https://app.example.org``) whose web pages may call the API (CORS).
+    cors_origins: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_words(key, value)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,6 +302,7 @@ class Settings:
     throttle: ThrottleSettings
     logging: LoggingSettings
     metrics: MetricsSettings
+    storage15: Storage15Settings = Storage15Settings()
 
     def sql_urls(self):
         """Every SQL database this configuration uses, once each, storage's first."""
@@ -300,4 +335,5 @@ _SECTIONS = {
     "throttle": ThrottleSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
+    "storage15": Storage15Settings,
 }

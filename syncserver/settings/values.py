@@ -50,6 +50,11 @@ def parse_networks(key, value):
     return tuple(networks)
 
 
+def parse_words(key, value):
+    """``a b,c`` -> ``("a", "b", "c")``: words separated by spaces or commas."""
+    return tuple(word for word in re.split(r"[\s,]+", str(value).strip()) if word)
+
+
 def parse_choice(key, value, choices):
     text = str(value).strip().lower()
     if text not in choices:

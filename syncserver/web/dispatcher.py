@@ -48,7 +48,7 @@ class SyncServerApp:
     """
 
     def __init__(self, settings, components, controllers, *, node_guard=None, heartbeat=None,
-                 metrics_recorder=None, metrics_endpoint=None):
+                 metrics_recorder=None, metrics_endpoint=None, hawk=None):
         self.settings = settings
         self.components = components
         self.storage = components.storage
@@ -62,6 +62,9 @@ class SyncServerApp:
         self.heartbeat = heartbeat
         self.metrics = metrics_recorder
         self.metrics_endpoint = metrics_endpoint
+        #: The Sync 1.5 authenticator (:class:`~syncserver.web.hawk_auth.HawkAuthenticator`);
+        #: None when the 1.5 API is off.
+        self.hawk = hawk
         self.mapper = routing.build_mapper()
         self.controllers = controllers
 
@@ -75,7 +78,8 @@ class SyncServerApp:
         try:
             response = self.handle(request)
         except exc.HTTPException as error:
-            response = _plain_error(error, environ)
+            response = (_json_error(error) if _is_sync15(environ)
+                        else _plain_error(error, environ))
         except BackendUnavailable as error:
             response = crash_response(
                 request, 503, error, retry_after=self.settings.global_.retry_after)
@@ -112,16 +116,20 @@ class SyncServerApp:
                 raise exc.HTTPMethodNotAllowed(headers={"Allow": ", ".join(arguments)})
             raise exc.HTTPNotFound()
         request.environ[ROUTE_KEY] = route
-        guarded = route.controller == "storage" and self.node_guard is not None
+        controller = self.controllers.get(route.controller)
+        if controller is None:  # not configured here (storage15.enabled = false)
+            raise exc.HTTPNotFound()
+        guarded = route.controller in _GUARDED and self.node_guard is not None
         if guarded:
             request.node_backoff = self.node_guard.admit(request)
-        if route.needs_auth:
+        if route.auth == routing.BASIC:
             request.sync_user = authenticate_request(
                 request, self.auth, arguments.get("username"), self.throttle)
-        if guarded:
-            self.node_guard.check_user(request, request.sync_user)
-        action = getattr(self.controllers[route.controller], route.action)
-        return action(request, **arguments)
+            if guarded:
+                self.node_guard.check_user(request, request.sync_user)
+        elif route.auth == routing.HAWK:
+            request.sync15_token = self.hawk.authenticate(request, route, arguments["uid"])
+        return getattr(controller, route.action)(request, **arguments)
 
     def close(self):
         """Release the backends' connections (tests and clean shutdowns)."""
@@ -130,6 +138,28 @@ class SyncServerApp:
         if self.heartbeat is not None:
             self.heartbeat.close()
         self.components.close()
+
+
+#: Controllers whose routes a downed storage node refuses.
+_GUARDED = ("storage", "storage15")
+
+
+def _is_sync15(environ):
+    """Requests to the 1.5 API get JSON error bodies, even for paths that match nothing."""
+    path = environ.get("PATH_INFO", "")
+    return path == "/1.5" or path.startswith("/1.5/")
+
+
+def _json_error(error):
+    """A 1.5 error: a JSON integer body (``0`` unless the error carries a Weave code).
+
+    Clients parse every non-2xx body as JSON (reference §3.13).
+    """
+    if getattr(error, "weave_code", None) is None and not error.empty_body:
+        error.content_type = "application/json"
+        error.charset = None
+        error.body = b"0"
+    return error
 
 
 def _plain_error(error, environ):
