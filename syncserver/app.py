@@ -33,6 +33,7 @@ from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dependency, Heartbeat
 from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings
+from syncserver.settings.generated_secret import with_master_secret
 from syncserver.storage import StorageBackend
 from syncserver.throttle.login import (
     DELETE_ACCOUNT,
@@ -56,8 +57,9 @@ def make_app(global_conf=None, **settings):
     server with one sentence instead of a traceback. With
     ``logging.access_log`` on, the app is wrapped in the access log.
     """
+    here = (global_conf or {}).get("here")
     try:
-        app = build_app(settings)
+        app = build_app(settings, here=here)
     except ConfigError as error:
         raise SystemExit(f"syncserver: configuration error: {error}") from None
     except BackendUnavailable as error:
@@ -97,9 +99,12 @@ class Components:
         self.databases.close()
 
 
-def build_app(raw_settings):
-    """The WSGI application for ``[app:main]`` keys; raises :class:`ConfigError`."""
-    settings = parse_settings(raw_settings)
+def build_app(raw_settings, here=None):
+    """The WSGI application for ``[app:main]`` keys; raises :class:`ConfigError`.
+
+    ``here`` is the ini file's folder (where a generated master secret is kept).
+    """
+    settings = with_master_secret(parse_settings(raw_settings), here)
     components = build_components(settings)
     try:
         return _assemble(settings, components)
