@@ -46,7 +46,13 @@ from syncserver.tokenserver.fxa_client import (
     AccountsClient,
     AccountsServerUnavailable,
 )
-from syncserver.tokenserver.jwks import InvalidJwks, JwksCache, PinnedKeys, parse_jwks
+from syncserver.tokenserver.jwks import (
+    MIN_RSA_BITS,
+    InvalidJwks,
+    JwksCache,
+    PinnedKeys,
+    parse_jwks,
+)
 
 __all__ = [
     "OLDSYNC_SCOPE", "AccountsServerUnavailable", "InvalidAccessToken", "OAuthSettings",
@@ -238,7 +244,7 @@ def load_pinned_jwks(value):
         raise ConfigError(f"tokenserver.oauth_jwks is not a JWKS: {error}") from None
     if not key_set.keys:
         raise ConfigError("tokenserver.oauth_jwks holds no RSA signing key for RS256 "
-                          f"of {2048} bits or more.")
+                          f"of {MIN_RSA_BITS} bits or more.")
     return key_set
 
 
