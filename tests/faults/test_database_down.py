@@ -36,7 +36,7 @@ def assert_still_stored(app, account, payloads):
 
 def fill_pool(app, connections=4):
     """Leave several idle connections in each pool, so that all of them die with the server."""
-    for engine in (app.app.storage.engine, app.app.auth.engine):
+    for engine in {use.database.engine for use in app.app.components.databases.uses()}:
         held = [engine.connect() for _ in range(connections)]
         for connection in held:
             connection.close()
