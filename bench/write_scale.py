@@ -9,7 +9,8 @@ Then, through ``SQLStorage`` itself (no HTTP: the figures are the storage
 layer's, every SQL statement of a write included), for the small and the
 large user in turn:
 
-- ``post100 new``: ``set_items`` of 100 new records;
+- ``post100 new``: ``set_items`` of 100 new records (random 12-character
+  ids, as clients make them: they land anywhere in the user's key range);
 - ``post100 rewrite``: ``set_items`` rewriting 100 stored records;
 - ``put1``: ``set_items`` of one stored record;
 - ``put1 quota``: the same with a quota in force (storage.quota_size), as
@@ -19,15 +20,19 @@ large user in turn:
 
 Each is repeated ``--repeat`` times; p50 and p99 are printed, and for the
 writes the time of each SQL statement of one write on the large user (the
-slowest first), which is how the culprit of a slow write is found.
+slowest first), which is how the culprit of a slow write is found. On
+MariaDB each write scenario also prints the InnoDB buffer pool's reads from
+disk per write (``Innodb_buffer_pool_reads``, server-wide).
 
 It is a benchmark, not a test. See docs/performance.rst.
 """
 
 import argparse
+import base64
 import inspect
 import json
 import os
+import random
 import sys
 import time
 
@@ -89,6 +94,15 @@ def timed(call, repeat):
     return (scale_data.percentile(values, 0.5) * 1000, scale_data.percentile(values, 0.99) * 1000)
 
 
+def disk_reads(engine):
+    """InnoDB's buffer pool reads from disk so far (MariaDB/MySQL), else None."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return None
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql(
+            "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'").one()[1])
+
+
 def measure(kind, url, options):
     print(f"\n== {kind}: {scale_data.describe(url)}", flush=True)
     scale_data.create_schema(url)
@@ -101,10 +115,12 @@ def measure(kind, url, options):
     results = {}
     counter = [0]
 
+    rng = random.Random(7)
+
     def new_items(count):
         counter[0] += 1
-        return [ItemWrite(f"new{counter[0]:05d}-{n:03d}", payload=PAYLOAD, sortindex=n)
-                for n in range(count)]
+        return [ItemWrite(base64.urlsafe_b64encode(rng.randbytes(9)).decode(), payload=PAYLOAD,
+                          sortindex=n) for n in range(count)]
 
     def stored_ids(user, count):
         return [record["id"] for record in storage.get_items(
@@ -125,7 +141,11 @@ def measure(kind, url, options):
             }
             for name, call in scenarios.items():
                 call()  # warm
+                reads = disk_reads(storage.engine)
                 results[f"{label} {name}"] = timed(call, options.repeat)
+                if reads is not None:
+                    results[f"disk reads per write, {label} {name}"] = (
+                        (disk_reads(storage.engine) - reads) / options.repeat, 0.0)
                 if label == "large":
                     timer.times.clear()
                     timer.active = True

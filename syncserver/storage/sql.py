@@ -73,6 +73,8 @@ _METADATA_FIELDS = ("sortindex", "parentid", "predecessorid")
 PURGE_TRANSACTION_SECONDS = 0.01
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
 _PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
+#: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
+_VACUUM_STEP_PAGES = 2048
 #: Answers of up to this many records are read at once; longer ones are streamed.
 STREAM_THRESHOLD = 1000
 #: Records per chunk of a streamed answer.
@@ -367,12 +369,7 @@ class SQLStorage(StorageBackend):
             return []
         shape, params = schema.query_shape(query)
         params.update(userid=user_id, collection=collection_id, now_seconds=int(time.time()))
-        columns = schema.RECORD_COLUMNS if full else ("id",)
-        with self._reading() as connection:
-            rows = connection.execute(schema.select_items(columns, shape, True), params).all()
-        if not full:
-            return [{"id": row[0]} for row in rows]
-        return _records(rows)
+        return self._read_records(shape, params, full)
 
     def stream_items(self, user_id, collection, query, full):
         """Small answers in one read; larger ones from one snapshot, a chunk at a time.
@@ -392,22 +389,41 @@ class SQLStorage(StorageBackend):
             return RecordStream.of([])
         shape, params = schema.query_shape(query)
         params.update(userid=user_id, collection=collection_id, now_seconds=int(time.time()))
-        columns = schema.RECORD_COLUMNS if full else ("id",)
         if query.limit is not None and params["limit"] <= STREAM_THRESHOLD:
-            return RecordStream.of(self._read_records(shape, params, columns, full))
+            return RecordStream.of(self._read_records(shape, params, full))
         probe = dict(params, limit=min(params.get("limit", STREAM_THRESHOLD + 1),
                                        STREAM_THRESHOLD + 1))
-        with self._reading() as connection:
-            rows = connection.execute(
-                schema.select_items(columns, shape, True, probe=True), probe).all()
-        if len(rows) <= STREAM_THRESHOLD:
-            return RecordStream.of(_records(rows) if full else [{"id": row[0]} for row in rows])
+        records = self._read_records(shape, probe, full, probe=True)
+        if len(records) <= STREAM_THRESHOLD:
+            return RecordStream.of(records)
+        columns = schema.RECORD_COLUMNS if full else ("id",)
         return self._snapshot_stream(shape, params, columns, full)
 
-    def _read_records(self, shape, params, columns, full):
+    def _read_records(self, shape, params, full, probe=False):
+        """One read of the records a query shape selects (at most 1,001 when ``probe``).
+
+        A full read with an offset and a sort goes in two steps: the ids of
+        the page on the sort index alone (it holds ttl, so skipping the
+        offset reads index entries only), then those rows by primary key.
+        """
+        _filters, sort, _limited, offset = shape
         with self._reading() as connection:
-            rows = connection.execute(schema.select_items(columns, shape, True), params).all()
-        return _records(rows) if full else [{"id": row[0]} for row in rows]
+            if not full:
+                rows = connection.execute(
+                    schema.select_items(("id",), shape, True, probe), params).all()
+                return [{"id": row[0]} for row in rows]
+            if not (offset and sort is not None):
+                return _records(connection.execute(
+                    schema.select_items(schema.RECORD_COLUMNS, shape, True, probe),
+                    params).all())
+            ids = connection.execute(
+                schema.select_items(("id",), shape, True, probe), params).scalars().all()
+            if not ids:
+                return []
+            by_id = {row[0]: row for row in connection.execute(schema.RECORDS_BY_IDS, {
+                "userid": params["userid"], "collection": params["collection"], "ids": ids})}
+        # A row deleted between the two reads is left out.
+        return _records([by_id[item_id] for item_id in ids if item_id in by_id])
 
     def _snapshot_stream(self, shape, params, columns, full):
         filters = shape[0]
@@ -726,6 +742,47 @@ class SQLStorage(StorageBackend):
         target = int(rate * PURGE_TRANSACTION_SECONDS)
         self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
                                                     self._purge_rows * 2))
+
+    def reclaim_space(self, full=False):
+        """SQLite: give free pages back to the file system; other databases reuse them.
+
+        A SQLite file never shrinks by itself. Files created with
+        ``auto_vacuum=INCREMENTAL`` (every file this version creates) give
+        their free pages back by ``PRAGMA incremental_vacuum`` in steps of
+        :data:`_VACUUM_STEP_PAGES` pages, each its own short write transaction,
+        then the WAL is checkpointed and emptied. An older file (``auto_vacuum=NONE``)
+        can only be switched by a full ``VACUUM``, which rewrites it whole and
+        holds the write lock meanwhile: only with ``full``; without it, None.
+        """
+        if not sqldb.is_sqlite(self._engine):
+            return None
+        with self._reading() as connection:
+            mode = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+            page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
+            pages_before = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        if mode == 0 and not full:
+            return None
+        with sqldb.translate_errors(StorageUnavailable):
+            if mode == 0:
+                with sqldb.write_transaction(self._engine) as connection:
+                    connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+                with sqldb.read_connection(self._engine) as connection:
+                    # VACUUM cannot run inside a transaction; a read connection has none.
+                    connection.exec_driver_sql("VACUUM")
+            else:
+                while True:
+                    with sqldb.write_transaction(self._engine) as connection:
+                        free = connection.exec_driver_sql("PRAGMA freelist_count").scalar()
+                        if not free:
+                            break
+                        connection.exec_driver_sql(
+                            f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})")
+            with self._reading() as connection:
+                # The pages given back are in the WAL until a checkpoint; TRUNCATE
+                # also empties the WAL file, which else keeps its largest size.
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+                pages_after = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        return max(0, pages_before - pages_after) * page_size
 
     # -- administration -----------------------------------------------------
 
