@@ -698,18 +698,23 @@ class SQLStorage(StorageBackend):
                     ids = ids[:room]
                 transaction.append((user_id, collection_id, ids))
                 rows += len(ids)
-            started = time.monotonic()
-            purged += self._purge_transaction(transaction, now_seconds)
-            self._adapt_purge_rows(rows, time.monotonic() - started)
+            count, held = self._purge_transaction(transaction, now_seconds)
+            purged += count
+            self._adapt_purge_rows(rows, held)
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged
 
     def _purge_transaction(self, pieces, now_seconds):
-        """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes."""
+        """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
+
+        Returns how many rows went and how long the transaction held its
+        locks (from when it had them: waiting for them says nothing of the rate).
+        """
         freed = {}
         purged = 0
         with sqldb.translate_errors(StorageUnavailable), sqldb.write_transaction(
                 self._engine) as connection:
+            started = time.monotonic()
             if not sqldb.is_sqlite(self._engine):  # SQLite: the transaction is the lock
                 # A user without a row was deleted meanwhile (with these items)
                 # or loaded without one: no writer holds it, the items can go.
@@ -732,7 +737,8 @@ class SQLStorage(StorageBackend):
             if freed:
                 connection.execute(schema.SUBTRACT_USAGE, [
                     {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
-        return purged
+            held = time.monotonic() - started
+        return purged, held
 
     def _adapt_purge_rows(self, rows, seconds):
         """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
