@@ -11,6 +11,11 @@ production. Use it with::
 
 (with ``docs/examples`` on ``PYTHONPATH``). The project's conformance suite
 runs against it in ``docs/examples/test_memory_storage.py``.
+
+It checks the quota inside ``set_items`` (under its lock) against the bytes
+of every stored payload, expired ones included until purged, as the
+interface describes; it has no per-user quotas and uses the interface's
+default ``stream_items`` (every answer is in memory anyway).
 """
 
 import dataclasses
@@ -23,6 +28,7 @@ from syncserver.storage import (
     StorageBackend,
     StoredRecord,
     WriteResult,
+    quota_left_kb,
 )
 
 _METADATA = ("sortindex", "parentid", "predecessorid")
@@ -54,6 +60,11 @@ class _User:
     items: dict = dataclasses.field(default_factory=dict)       # collection -> {id: _Item}
     timestamps: dict = dataclasses.field(default_factory=dict)  # collection -> stamp
     last_stamp: int = 0
+
+    def usage(self):
+        """Bytes of every stored payload, expired ones included (what quotas count)."""
+        return sum(len((item.payload or "").encode("utf-8"))
+                   for items in self.items.values() for item in items.values())
 
     def next_stamp(self, now, collection=None):
         """``now``, moved past every stamp this user was given (the interface's rule)."""
@@ -170,12 +181,14 @@ class MemoryStorage(StorageBackend):
 
     # -- writes ---------------------------------------------------------------
 
-    def set_items(self, user_id, collection, items, now, if_unmodified_since=None):
+    def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
+                  quota_kb=None):
         with self._lock:
             user = self._user(user_id)
+            quota_left = self.check_quota(user_id, quota_kb)
             self._check_precondition(user, collection, if_unmodified_since)
             if not items:
-                return WriteResult(now, {})
+                return WriteResult(now, {}, quota_left)
             stamped = any(item.payload is not None for item in items)
             stamp = user.next_stamp(now, collection) if stamped else now
             now_seconds = int(time.time())
@@ -195,7 +208,13 @@ class MemoryStorage(StorageBackend):
                 modified[write.id] = item.modified
             if stamped:
                 user.timestamps[collection] = stamp
-            return WriteResult(stamp, modified)
+            return WriteResult(stamp, modified, quota_left)
+
+    def check_quota(self, user_id, quota_kb):
+        if quota_kb is None:
+            return None
+        with self._lock:
+            return quota_left_kb(quota_kb, None, self._users.get(user_id, _User()).usage())
 
     def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
         with self._lock:

@@ -1,4 +1,11 @@
-"""``syncserver-admin purge-expired`` and ``stats``: keeping the store tidy and measured."""
+"""``syncserver-admin purge-expired`` and ``stats``: keeping the store tidy and measured.
+
+After a purge, ``purge-expired`` asks the backend to give the freed space back
+to the file system (:meth:`~syncserver.storage.StorageBackend.reclaim_space`:
+a SQLite file's incremental vacuum, in short steps); ``--vacuum`` also lets
+it rebuild a file that cannot do that (a SQLite file created before
+``auto_vacuum=INCREMENTAL``), blocking writers while it runs.
+"""
 
 import argparse
 import time
@@ -17,6 +24,11 @@ def register(subparsers):
                        help="sleep between batches, to leave the database to the server")
     purge.add_argument("--dry-run", action="store_true",
                        help="only count the expired items")
+    purge.add_argument("--no-reclaim", action="store_true",
+                       help="leave the freed space in the database file")
+    purge.add_argument("--vacuum", action="store_true",
+                       help="SQLite files made before incremental vacuum: rebuild the file once "
+                            "(blocks writers while it runs) so that it can shrink from then on")
     purge.add_argument("--json", action="store_true", help="the summary as JSON")
     purge.set_defaults(handler=purge_expired)
 
@@ -49,7 +61,9 @@ def purge_expired(context, args):
             if args.pause:
                 time.sleep(args.pause)
     summary = {"expired": expired, "purged": purged, "batches": batches,
-               "seconds": round(time.monotonic() - started, 2)}
+               "seconds": round(time.monotonic() - started, 2), "reclaimed_bytes": None}
+    if not args.no_reclaim:
+        summary["reclaimed_bytes"] = storage.reclaim_space(full=args.vacuum)
     _report_purge(context, args, summary, dry_run=False)
     return 0
 
@@ -63,6 +77,9 @@ def _report_purge(context, args, summary, dry_run):
     else:
         context.echo(f"Purged {summary['purged']} expired items in {summary['batches']} "
                      f"batches of up to {args.batch_size} ({summary['seconds']:.2f} s).")
+        if summary["reclaimed_bytes"]:
+            context.echo(f"Gave {format_bytes(summary['reclaimed_bytes'])} back to the "
+                         "file system.")
 
 
 def show_stats(context, args):

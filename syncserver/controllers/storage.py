@@ -4,6 +4,18 @@ Each method answers one route of :mod:`syncserver.routing` by calling the
 :class:`~syncserver.storage.StorageBackend` interface. Protocol rules come
 from :mod:`syncserver.protocol`; this module only orders them as the
 protocol says (quota, then ``X-If-Unmodified-Since``, then the body).
+
+The quota is checked by the backend inside the write (``set_items`` with
+``quota_kb``), so a write costs no extra query; only a write refused before
+it reaches the backend (an invalid body, a bad header) asks the backend's
+:meth:`~syncserver.storage.StorageBackend.check_quota` first, so that an
+over-quota user still hears "over quota" first, as in Sync 1.1.
+
+Multi-record GETs are streamed: the backend's
+:meth:`~syncserver.storage.StorageBackend.stream_items` gives the count (for
+``X-Weave-Records``) and then the records in chunks, which the response
+renders as the client reads (a WebOb ``app_iter``); small answers are
+rendered in one piece as before.
 """
 
 import contextlib
@@ -25,7 +37,7 @@ from syncserver.protocol.wbo import (
     parse_wbo,
     payload_size,
 )
-from syncserver.storage import ConflictError, PreconditionFailed
+from syncserver.storage import ConflictError, PreconditionFailed, QuotaExceeded
 
 logger = logging.getLogger("syncserver")
 
@@ -55,6 +67,7 @@ class StorageController:
         return _json_response({name: size / 1024.0 for name, size in usage.items()})
 
     def get_quota(self, request, username):
+        """Live usage (expired items not counted) and the quota that applies."""
         user_id = request.sync_user.user_id
         used = self.storage.get_total_usage(user_id) / 1024.0
         return _json_response([used, self._quota_kb(user_id) or None])
@@ -68,10 +81,14 @@ class StorageController:
         query = parse_item_query(params)
         full = wants_full_records(params)
         media_type = formats.choose_format(request.headers.get("Accept"))
-        records = self.storage.get_items(request.sync_user.user_id, collection, query, full)
-        response = Response(body=formats.render_records(records, full, media_type),
-                            content_type=media_type, charset=None)
-        response.headers["X-Weave-Records"] = str(len(records))
+        stream = self.storage.stream_items(request.sync_user.user_id, collection, query, full)
+        if stream.records is not None:  # read at once: one body, with its length
+            body = formats.render_records(stream.records, full, media_type)
+            response = Response(body=body, content_type=media_type, charset=None)
+        else:
+            response = Response(app_iter=formats.StreamedRecords(stream, full, media_type),
+                                content_type=media_type, charset=None)
+        response.headers["X-Weave-Records"] = str(stream.count)
         return response
 
     def get_item(self, request, username, collection, item):
@@ -89,17 +106,17 @@ class StorageController:
             raise WeaveError(respcodes.INVALID_COLLECTION)
         if not is_valid_item_id(item):
             raise WeaveError(respcodes.INVALID_WBO)
-        quota_left = self._check_quota(request)
-        since = _if_unmodified_since(request)
-        try:
-            body = read_json_body(request, self.settings.max_request_bytes)
-            wbo = parse_wbo(body, self.settings.max_payload_bytes, item_id=item)
-        except (WeaveError, InvalidWBO) as error:
-            self._check_precondition_first(request, collection, since)
-            if isinstance(error, InvalidWBO):
-                raise WeaveError(respcodes.INVALID_WBO) from None
-            raise
-        return self._store_one(request, collection, wbo, since, quota_left)
+        with self._quota_first(request):
+            since = _if_unmodified_since(request)
+            try:
+                body = read_json_body(request, self.settings.max_request_bytes)
+                wbo = parse_wbo(body, self.settings.max_payload_bytes, item_id=item)
+            except (WeaveError, InvalidWBO) as error:
+                self._check_precondition_first(request, collection, since)
+                if isinstance(error, InvalidWBO):
+                    raise WeaveError(respcodes.INVALID_WBO) from None
+                raise
+        return self._store_one(request, collection, wbo, since)
 
     def post_collection(self, request, username, collection):
         if not is_valid_collection(collection):
@@ -114,12 +131,12 @@ class StorageController:
             return self._post_one(request, collection, body, since)
 
         items, success, failed = self._validate_batch(body)
-        quota_left = self._check_quota(request)
         user_id = request.sync_user.user_id
         if items:
             result = self._write(user_id, collection, items, request.server_time, since)
-            timestamp = result.timestamp
+            timestamp, quota_left = result.timestamp, result.quota_left_kb
         else:
+            quota_left = self._quota_left(request)
             self._check_precondition_first(request, collection, since)
             timestamp = request.server_time
         response = _json_response(
@@ -133,20 +150,20 @@ class StorageController:
         item_id = item_id_of(body)
         if item_id is None or not is_valid_item_id(item_id):
             raise WeaveError(respcodes.INVALID_WBO)
-        quota_left = self._check_quota(request)
-        try:
-            wbo = parse_wbo(body, self.settings.max_payload_bytes, item_id=item_id)
-        except InvalidWBO:
-            raise WeaveError(respcodes.INVALID_WBO) from None
-        return self._store_one(request, collection, wbo, since, quota_left)
+        with self._quota_first(request):
+            try:
+                wbo = parse_wbo(body, self.settings.max_payload_bytes, item_id=item_id)
+            except InvalidWBO:
+                raise WeaveError(respcodes.INVALID_WBO) from None
+        return self._store_one(request, collection, wbo, since)
 
-    def _store_one(self, request, collection, wbo, since, quota_left):
+    def _store_one(self, request, collection, wbo, since):
         result = self._write(request.sync_user.user_id, collection, [wbo],
                              request.server_time, since)
         modified = result.modified.get(wbo.id)
         body = timestamp_json(modified) if modified is not None else None
         response = _json_response(body, result.timestamp)
-        _add_quota_header(response, quota_left)
+        _add_quota_header(response, result.quota_left_kb)
         return response
 
     def _validate_batch(self, objects):
@@ -173,9 +190,11 @@ class StorageController:
         return items, success, failed
 
     def _write(self, user_id, collection, items, now, since):
+        """One write; the backend checks the quota (storage.quota_size by default) inside it."""
         with _write_errors_as_http(collection):
             return self.storage.set_items(user_id, collection, items, now,
-                                          if_unmodified_since=since)
+                                          if_unmodified_since=since,
+                                          quota_kb=self.settings.quota_size)
 
     # -- deletes ----------------------------------------------------------
 
@@ -211,17 +230,21 @@ class StorageController:
         own = self.storage.get_user_quota(user_id)
         return self.settings.quota_size if own is None else own
 
-    def _check_quota(self, request):
-        """Refuse a write when the user is over quota; return the KB left (None: no quota)."""
-        user_id = request.sync_user.user_id
-        quota = self._quota_kb(user_id)
-        if not quota:
-            return None
-        used = self.storage.get_total_usage(user_id)
-        left = quota - used / 1024.0
-        if left <= 0:
-            raise WeaveError(respcodes.OVER_QUOTA)
-        return left
+    def _quota_left(self, request):
+        """KB left (None: no quota), or 400 code 14: for answers refused before any write."""
+        try:
+            return self.storage.check_quota(request.sync_user.user_id, self.settings.quota_size)
+        except QuotaExceeded:
+            raise WeaveError(respcodes.OVER_QUOTA) from None
+
+    @contextlib.contextmanager
+    def _quota_first(self, request):
+        """A write refused before reaching the backend still answers "over quota" first."""
+        try:
+            yield
+        except exc.HTTPException:
+            self._quota_left(request)
+            raise
 
     def _check_precondition_first(self, request, collection, since):
         """A stale ``X-If-Unmodified-Since`` wins over a bad body, as in the reference."""
@@ -236,12 +259,15 @@ class StorageController:
 def _write_errors_as_http(collection):
     """The backend's refusals of a write, as the protocol answers them (nothing was written).
 
-    PreconditionFailed is 412. ConflictError (the write collided with a
-    concurrent change the backend could not order) is 400 with code 4, as
-    the storage interface documents, and never a 500.
+    QuotaExceeded is 400 with code 14, PreconditionFailed is 412.
+    ConflictError (the write collided with a concurrent change the backend
+    could not order) is 400 with code 4, as the storage interface
+    documents, and never a 500.
     """
     try:
         yield
+    except QuotaExceeded:
+        raise WeaveError(respcodes.OVER_QUOTA) from None
     except PreconditionFailed:
         raise exc.HTTPPreconditionFailed(collection) from None
     except ConflictError as error:

@@ -114,6 +114,9 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Takes effect only in a file without tables yet: new databases can give
+        # space back after a purge (StorageBackend.reclaim_space); a no-op otherwise.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -10,6 +10,10 @@ Multi-record GETs choose their format from ``Accept``: the highest q-value
 among ``application/whoisi``, ``application/newlines`` and
 ``application/json`` named explicitly; on a tie whoisi, then newlines, then
 JSON; no Accept, wildcards, unknown types or an unparseable header give JSON.
+
+A large answer is rendered piece by piece as the client reads it
+(:class:`StreamedRecords`); its bytes are exactly those
+:func:`render_records` gives for the same records.
 """
 
 import json
@@ -102,6 +106,47 @@ def render_records(records, full, media_type):
     encoded = [record_json(record) if full else _encode_string(record["id"])
                for record in records]
     return render_encoded(encoded, media_type)
+
+
+class StreamedRecords:
+    """A WSGI ``app_iter``: records rendered chunk by chunk while the server sends them.
+
+    ``chunks`` yields lists of records (full dicts, or ids when not ``full``),
+    such as a storage ``RecordStream``; one piece of body is rendered per
+    chunk, so memory holds one chunk at a time. :meth:`close` (called by the
+    WSGI server when the response ends, even if the client went away) closes
+    ``chunks`` if it can be closed.
+    """
+
+    def __init__(self, chunks, full, media_type):
+        self._chunks = chunks
+        self._full = full
+        self._media_type = media_type
+
+    def __iter__(self):
+        full = self._full
+        media_type = self._media_type
+        first = True
+        if media_type == JSON:
+            yield b"["
+        for chunk in self._chunks:
+            if not chunk:
+                continue
+            encoded = [record_json(record) if full else _encode_string(record["id"])
+                       for record in chunk]
+            if media_type == JSON:
+                text = ", ".join(encoded)
+                yield (text if first else ", " + text).encode("ascii")
+            else:
+                yield render_encoded(encoded, media_type)
+            first = False
+        if media_type == JSON:
+            yield b"]"
+
+    def close(self):
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def render_encoded(encoded, media_type):

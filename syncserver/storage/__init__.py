@@ -28,6 +28,28 @@ Consistency rules every backend must keep (the conformance suite in
   same transaction as the write, so of two racing writers exactly one wins.
 - :meth:`StorageBackend.set_items` is one transaction: all items are stored
   or none.
+
+Quota and usage:
+
+- A write is refused with :class:`QuotaExceeded` when the user had no quota
+  left *before* it (so the write that crosses the limit is accepted, as in
+  Sync 1.1), checked in the write's own transaction. The quota that applies
+  is the user's own (:meth:`StorageBackend.set_user_quota`) or else the
+  default the caller passes (``storage.quota_size``).
+- The usage a write is checked against is the bytes (UTF-8) of every stored
+  payload of the user, **expired items included until they are purged**:
+  the bundled backend keeps it as a running total that every write, delete,
+  purge and restore adjusts, so a write never sums the user's items. An
+  expired item's bytes are freed by :meth:`StorageBackend.purge_expired`, or
+  by a write that replaces it.
+- :meth:`StorageBackend.get_total_usage` (``info/quota``) reports live items
+  only, as it always has: right after items expire it can be lower than the
+  usage a write is checked against, until the next purge.
+
+Multi-record reads that may be large go through
+:meth:`StorageBackend.stream_items`, which hands the records out in chunks
+(:class:`RecordStream`) so that a server's memory does not grow with the
+collection.
 """
 
 import abc
@@ -68,6 +90,35 @@ class PreconditionFailed(StorageError):
 
 class ConflictError(StorageError):
     """The write collided with concurrent changes and was not applied (400, code 4)."""
+
+
+class QuotaExceeded(StorageError):
+    """The user had no quota left before this write; nothing was written (400, code 14).
+
+    ``quota_kb`` is the quota that applies (KB), ``used_bytes`` the usage it
+    was checked against (expired items not yet purged included).
+    """
+
+    def __init__(self, quota_kb, used_bytes):
+        super().__init__(f"{used_bytes} bytes used of a quota of {quota_kb} KB")
+        self.quota_kb = quota_kb
+        self.used_bytes = used_bytes
+
+
+def quota_left_kb(default_quota_kb, own_quota_kb, used_bytes):
+    """KB left before a write (``None``: no quota applies); raises :class:`QuotaExceeded`.
+
+    The one rule every backend applies: the user's own quota (``None``: not
+    set) wins over ``default_quota_kb``; a quota of 0 means none; a user with
+    nothing left (``<= 0``) is refused.
+    """
+    quota = default_quota_kb if own_quota_kb is None else own_quota_kb
+    if not quota:
+        return None
+    left = quota - max(used_bytes, 0) / 1024.0
+    if left <= 0:
+        raise QuotaExceeded(quota, used_bytes)
+    return left
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +184,58 @@ class WriteResult:
       ``now`` that was passed in (nothing was stamped).
     - ``modified``: each written id's ``modified`` after the write
       (``None`` for an item that has never had a payload).
+    - ``quota_left_kb``: the KB the user had left *before* this write (what
+      Sync 1.1's ``X-Weave-Quota-Remaining`` reports); ``None`` when no quota
+      applies or none was asked for.
     """
 
     timestamp: int
     modified: Mapping[str, int | None]
+    quota_left_kb: float | None = None
+
+
+class RecordStream:
+    """The answer of :meth:`StorageBackend.stream_items`: a count, then the records in chunks.
+
+    - ``count`` is known before any record is read (the ``X-Weave-Records``
+      of the answer) and is exactly the number of records iterating yields:
+      a backend that streams reads both from one consistent snapshot.
+    - Iterating yields lists of records (dicts as :meth:`StorageBackend.get_items`
+      returns them), in the query's order; the stream is closed at the end.
+    - ``records`` is the whole answer as one list when it was small enough to
+      be read at once, else ``None`` (the caller may then render it in one
+      piece, which is faster for small answers).
+    - :meth:`close` releases what the stream holds (a connection, a
+      snapshot); it is safe to call more than once, and before iterating.
+    """
+
+    def __init__(self, count, chunks, records=None, close=None):
+        self.count = count
+        self.records = records
+        self._chunks = chunks
+        self._close = close
+        self._closed = False
+
+    @classmethod
+    def of(cls, records):
+        """A stream of records already in memory (a list)."""
+        records = list(records)
+        return cls(len(records), [records] if records else [], records=records)
+
+    def __iter__(self):
+        try:
+            for chunk in self._chunks:
+                if chunk:
+                    yield chunk
+        finally:
+            self.close()
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self._close is not None:
+            self._close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,22 +353,57 @@ class StorageBackend(Plugin, abc.ABC):
         true it carries every non-null field. An unknown collection gives ``[]``.
         """
 
+    def stream_items(self, user_id, collection, query, full):
+        """The records :meth:`get_items` would return, as a :class:`RecordStream`.
+
+        For answers that may be large (a collection read without a limit): a
+        backend that can should hand the records out in chunks from one
+        consistent snapshot, so that memory does not grow with the answer,
+        and should still read small answers at once (``records`` set). The
+        caller closes the stream (iterating to the end does). Optional: the
+        default wraps :meth:`get_items` (the whole answer in memory).
+        """
+        return RecordStream.of(self.get_items(user_id, collection, query, full))
+
     @abc.abstractmethod
     def get_item(self, user_id, collection, item_id):
         """Return the full record of one live item, or ``None``."""
 
     @abc.abstractmethod
-    def set_items(self, user_id, collection, items, now, if_unmodified_since=None):
+    def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
+                  quota_kb=None):
         """Store ``items`` (a sequence of :class:`ItemWrite`) in one transaction.
 
         ``now`` is the request's time (centiseconds). Items with the same id
         are applied in order, the last one winning. Returns a :class:`WriteResult`.
 
-        Raises :class:`PreconditionFailed` (nothing written) when
+        ``quota_kb``: ``None`` checks no quota at all (administration,
+        imports); otherwise it is the default quota in KB (``storage.quota_size``,
+        0: unlimited) for a user without a quota of their own, and the quota
+        that applies is checked in the same transaction as the write (see the
+        module docstring), before the precondition.
+
+        Raises :class:`QuotaExceeded` (nothing written) when the user had no
+        quota left; :class:`PreconditionFailed` (nothing written) when
         ``if_unmodified_since`` is given and the collection's timestamp is
         greater than it; :class:`ConflictError` when the write could not be
         applied because of concurrent changes.
         """
+
+    def check_quota(self, user_id, quota_kb):
+        """What :meth:`set_items` would say of the quota, without writing.
+
+        For answers refused before any write (an invalid body is still
+        answered "over quota" first, as Sync 1.1 does). Returns the KB left
+        (``None``: no quota applies) or raises :class:`QuotaExceeded`.
+        ``quota_kb`` as for :meth:`set_items`. The default reads
+        :meth:`get_user_quota` and :meth:`get_total_usage`; a backend with a
+        usage total should read that instead.
+        """
+        if quota_kb is None:
+            return None
+        return quota_left_kb(quota_kb, self.get_user_quota(user_id),
+                             self.get_total_usage(user_id))
 
     @abc.abstractmethod
     def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
@@ -320,10 +454,25 @@ class StorageBackend(Plugin, abc.ABC):
     def purge_expired(self, now_seconds, batch_size=1000):
         """Remove up to ``batch_size`` expired items for good; return how many went.
 
-        Items expired at ``now_seconds`` (epoch seconds) go. Each call is a few
-        short transactions, so that calling it in a loop until it returns 0
-        never holds locks for long while the server serves.
+        Items expired at ``now_seconds`` (epoch seconds) go, and their bytes
+        leave the users' usage. Each call is a few short transactions, so that
+        calling it in a loop until it returns 0 never holds locks for long
+        while the server serves. Calls in such a loop pass the same
+        ``now_seconds``; a backend may remember where the previous call
+        stopped and go on from there.
         """
+
+    def reclaim_space(self, full=False):
+        """Give the space freed by deletions back to the file system, where that is needed.
+
+        Run after :meth:`purge_expired`. Without ``full`` it must not block
+        writers for long (short steps); with ``full`` it may rebuild the
+        store (blocking writers meanwhile) when that is the only way.
+        Returns the bytes given back, or ``None`` when the backend has
+        nothing to do (its database reuses free space by itself). The
+        default: ``None``.
+        """
+        return None
 
     # -- optional: administration (syncserver-admin) -------------------------
     # Backends that do not implement these still serve the APIs; the admin

@@ -2,8 +2,10 @@
 
 It caches what every sync reads first: a user's collection timestamps
 (info/collections and the ``X-If-Unmodified-Since`` pre-check), collection
-counts, usage and total usage (quota), ``meta/global`` and the ``tabs``
-collection. Everything else goes straight to the wrapped backend
+counts, usage, total usage and the user's own quota (info/quota),
+``meta/global`` and the ``tabs`` collection. The quota of a write is checked
+by the wrapped backend inside the write itself (``quota_kb`` is passed on),
+so writes read nothing from the cache. Everything else goes straight to the wrapped backend
 (``storage.wrapped_backend``), which stays the only truth: it holds every
 record, tabs included, and checks ``X-If-Unmodified-Since`` inside its own
 write transaction, so of racing writers exactly one wins with or without Redis.
@@ -47,7 +49,7 @@ from redis.retry import Retry
 
 from syncserver import metrics
 from syncserver.errors import ConfigError
-from syncserver.storage import ItemQuery, StorageBackend
+from syncserver.storage import ItemQuery, RecordStream, StorageBackend
 from syncserver.storage.redis_scripts import CacheScripts
 
 logger = logging.getLogger("syncserver.storage.redis")
@@ -212,6 +214,11 @@ class RedisCachedStorage(StorageBackend):
                                expiry=(TABS,))
         return _select(records, query, full)
 
+    def stream_items(self, user_id, collection, query, full):
+        if collection == TABS and _answerable_from_all_records(query):
+            return RecordStream.of(self.get_items(user_id, collection, query, full))
+        return self.wrapped.stream_items(user_id, collection, query, full)
+
     def get_next_expiry(self, user_id, collection=None):
         return self.wrapped.get_next_expiry(user_id, collection)
 
@@ -256,9 +263,15 @@ class RedisCachedStorage(StorageBackend):
 
     # -- writes: each one through _write ------------------------------------------
 
-    def set_items(self, user_id, collection, items, now, if_unmodified_since=None):
+    def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
+                  quota_kb=None):
         return self._write(user_id, lambda: self.wrapped.set_items(
-            user_id, collection, items, now, if_unmodified_since=if_unmodified_since))
+            user_id, collection, items, now, if_unmodified_since=if_unmodified_since,
+            quota_kb=quota_kb))
+
+    def check_quota(self, user_id, quota_kb):
+        # Only for writes refused before reaching the backend: rare, not cached.
+        return self.wrapped.check_quota(user_id, quota_kb)
 
     def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
         return self._write(user_id, lambda: self.wrapped.delete_item(
@@ -282,15 +295,19 @@ class RedisCachedStorage(StorageBackend):
             user_id, collection, records, timestamp))
 
     def purge_expired(self, now_seconds, batch_size=1000):
-        # Expired items are already invisible to every cached answer: nothing to drop.
+        # Expired items are already invisible to every cached answer, and the
+        # usage total it changes is never cached: nothing to drop.
         return self.wrapped.purge_expired(now_seconds, batch_size)
+
+    def reclaim_space(self, full=False):
+        return self.wrapped.reclaim_space(full)
 
     # -- administration: straight through (tests/storage/test_redis_storage.py
     # checks that every method of the interface is passed on) ------------------
 
     def get_user_quota(self, user_id):
-        # Not cached: read once per write request, next to the (cached) total usage.
-        return self.wrapped.get_user_quota(user_id)
+        # info/quota; set_user_quota goes through _write, which drops it.
+        return self._cached(user_id, "quota", lambda: self.wrapped.get_user_quota(user_id))
 
     def set_user_quota(self, user_id, quota_kb):
         return self._write(user_id, lambda: self.wrapped.set_user_quota(user_id, quota_kb))

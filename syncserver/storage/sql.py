@@ -9,6 +9,12 @@ How it keeps the consistency rules of :mod:`syncserver.storage`:
   the same user, while different users never wait for each other.
 - ``storage_users.last_modified`` remembers the last stamp given to the user,
   so stamps stay strictly increasing across deletions and clock jumps.
+- ``storage_users.usage_bytes`` is the running total of the user's payload
+  bytes (expired items included until purged). The lock statement reads it
+  with the user's own quota, so the quota is checked inside the write at no
+  extra query; each change of the user's items adjusts it in the same
+  transaction (the deleted rows' sizes come back by ``DELETE ... RETURNING``
+  where the database has it).
 - Collection timestamps live in ``user_collections``, so a collection whose
   items were all deleted stays listed with the deletion's stamp.
 - Collection names map to ids in one global table. Names are resolved before
@@ -17,7 +23,7 @@ How it keeps the consistency rules of :mod:`syncserver.storage`:
 The SQL itself (tables and prebuilt statements) is in
 :mod:`syncserver.storage.sql_schema`; this module decides when it runs. A
 read is one statement; a write is the lock, one read of the stored rows, the
-writes and two timestamp updates.
+writes, the collection's timestamp and one update of the user's row.
 """
 
 import contextlib
@@ -33,11 +39,13 @@ from syncserver.storage import (
     CollectionStatistics,
     ConflictError,
     PreconditionFailed,
+    RecordStream,
     StorageBackend,
     StorageStatistics,
     StorageUnavailable,
     StoredRecord,
     WriteResult,
+    quota_left_kb,
 )
 from syncserver.storage import sql_schema as schema
 from syncserver.storage.sql_schema import (
@@ -61,21 +69,42 @@ __all__ = [
 ]
 
 _METADATA_FIELDS = ("sortindex", "parentid", "predecessorid")
+#: How long one purge transaction should hold its users' locks (seconds).
+PURGE_TRANSACTION_SECONDS = 0.01
+#: Bounds of the rows deleted per purge transaction (it starts at the lower one).
+_PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
+#: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
+_VACUUM_STEP_PAGES = 2048
+#: Answers of up to this many records are read at once; longer ones are streamed.
+STREAM_THRESHOLD = 1000
+#: Records per chunk of a streamed answer.
+STREAM_CHUNK = 250
+#: What a streamed read's snapshot transaction runs in, per database.
+_SNAPSHOT_ISOLATION = {"postgresql": "REPEATABLE READ", "mysql": "REPEATABLE READ",
+                       "mariadb": "REPEATABLE READ"}
 #: Attempts at giving a new collection name an id when other processes race us.
 _ALLOCATION_ATTEMPTS = 20
 
 
 class _UserLock:
-    """What a write learned while locking the user: last stamp and collection timestamp."""
+    """What a write learned while locking the user, and what it changes in the user's row.
 
-    __slots__ = ("collection_id", "collection_ts", "connection", "last_modified", "user_id")
+    The stamp and usage changes are written by :meth:`save`, once, at the end
+    of the transaction.
+    """
 
-    def __init__(self, connection, user_id, collection_id, last_modified, collection_ts):
+    __slots__ = ("changed", "collection_id", "collection_ts", "connection", "last_modified",
+                 "own_quota_kb", "quota_left_kb", "usage_bytes", "usage_delta", "user_id")
+
+    def __init__(self, connection, user_id, collection_id, row, collection_ts):
         self.connection = connection
         self.user_id = user_id
         self.collection_id = collection_id
-        self.last_modified = last_modified
+        self.last_modified, self.own_quota_kb, self.usage_bytes = row
         self.collection_ts = collection_ts
+        self.usage_delta = 0
+        self.quota_left_kb = None
+        self.changed = False
 
     def next_stamp(self, now):
         """The user's next stamp: ``now``, unless that would not move forward."""
@@ -83,18 +112,31 @@ class _UserLock:
 
     def record(self, stamp):
         """Make ``stamp`` the collection's timestamp and, if newer, the user's last stamp."""
-        params = {"k_userid": self.user_id, "k_collection": self.collection_id}
         if self.collection_id is not None:
             if self.collection_ts is None:
                 self.connection.execute(schema.INSERT_COLLECTION_STAMP, {
                     "userid": self.user_id, "collection": self.collection_id, "modified": stamp})
             else:
-                self.connection.execute(schema.UPDATE_COLLECTION_STAMP,
-                                        dict(params, v_modified=stamp))
+                self.connection.execute(schema.UPDATE_COLLECTION_STAMP, {
+                    "k_userid": self.user_id, "k_collection": self.collection_id,
+                    "v_modified": stamp})
             self.collection_ts = stamp
         self.last_modified = max(self.last_modified, stamp)
-        self.connection.execute(schema.UPDATE_LAST_MODIFIED,
-                                dict(params, v_last_modified=self.last_modified))
+        self.changed = True
+
+    def add_usage(self, delta):
+        """Count ``delta`` bytes more (or fewer) in the user's usage."""
+        if delta:
+            self.usage_delta += delta
+            self.changed = True
+
+    def save(self):
+        """Write the user's new last stamp and usage (one UPDATE), if they changed."""
+        if self.changed:
+            self.connection.execute(schema.UPDATE_USER_ROW, {
+                "k_userid": self.user_id, "v_last_modified": self.last_modified,
+                "v_usage_delta": self.usage_delta})
+            self.changed = False
 
 
 class SQLStorage(DatabaseBacked, StorageBackend):
@@ -110,6 +152,9 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         self._ids_by_name = dict(FIXED_COLLECTIONS)
         self._names_by_id = {cid: name for name, cid in FIXED_COLLECTIONS.items()}
         self._compiled = {}
+        #: Rows per purge transaction (adapted), and where the last purge stopped.
+        self._purge_rows = _PURGE_ROWS_MIN
+        self._purge_floor = None
 
     @classmethod
     def from_settings(cls, settings):
@@ -132,15 +177,23 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         return self.database.reading(StorageUnavailable)
 
     @contextlib.contextmanager
-    def _writing(self, user_id, collection_id, if_unmodified_since=None):
-        """One write transaction holding the user's lock; checks the precondition first."""
+    def _writing(self, user_id, collection_id, if_unmodified_since=None, quota_kb=None):
+        """One write transaction holding the user's lock.
+
+        Checks the quota (when ``quota_kb`` is not None), then the
+        precondition; saves the user's row before the commit.
+        """
         try:
             with self.database.writing(StorageUnavailable) as connection:
                 lock = self._lock_user(connection, user_id, collection_id)
+                if quota_kb is not None:
+                    lock.quota_left_kb = quota_left_kb(quota_kb, lock.own_quota_kb,
+                                                       lock.usage_bytes)
                 if (if_unmodified_since is not None and lock.collection_ts is not None
                         and lock.collection_ts > if_unmodified_since):
                     raise PreconditionFailed(lock.collection_ts)
                 yield lock
+                lock.save()
         except exc.IntegrityError as error:
             raise ConflictError("the write collided with a concurrent change") from error
 
@@ -152,13 +205,39 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             row = connection.execute(self._lock_statement, params).first()
             if row is None:
                 raise ConflictError("the user was deleted while being written to")
-        if len(row) == 2:
-            collection_ts = row[1]
+        if len(row) == 4:
+            collection_ts = row[3]
         elif collection_id is not None:
             collection_ts = connection.execute(schema.COLLECTION_TIMESTAMP, params).scalar()
         else:
             collection_ts = None
-        return _UserLock(connection, user_id, collection_id, row[0], collection_ts)
+        return _UserLock(connection, user_id, collection_id, row[:3], collection_ts)
+
+    def _delete_returns(self):
+        """True when deleted rows' sizes can come back with the DELETE (not MySQL).
+
+        Asked at each use: the dialect knows the server's version only once
+        it has connected.
+        """
+        return bool(self._engine.dialect.delete_returning)
+
+    def _delete_counted(self, connection, filters, params, few):
+        """Delete a collection's items matching ``filters``; return (rows, bytes) deleted.
+
+        ``few``: the rows are few enough to have their sizes returned one by
+        one (RETURNING, where the database has it); otherwise, and on MySQL,
+        their total is read first (under the user's lock nothing changes them
+        in between).
+        """
+        if few and self._delete_returns():
+            sizes = connection.execute(
+                schema.delete_items_returning_sizes(filters), params).scalars().all()
+            return len(sizes), sum(sizes)
+        count, size = connection.execute(schema.items_usage(filters), params).one()
+        if not count:
+            return 0, 0
+        deleted = connection.execute(schema.delete_items(filters), params).rowcount
+        return deleted, int(size)
 
     # -- collection names ---------------------------------------------------
 
@@ -267,12 +346,91 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             return []
         shape, params = schema.query_shape(query)
         params.update(userid=user_id, collection=collection_id, now_seconds=int(time.time()))
+        return self._read_records(shape, params, full)
+
+    def stream_items(self, user_id, collection, query, full):
+        """Small answers in one read; larger ones from one snapshot, a chunk at a time.
+
+        The first read is the query itself with a LIMIT of
+        :data:`STREAM_THRESHOLD` + 1 records: when it finds no more, it is the
+        answer. Otherwise the answer is read again inside a snapshot
+        transaction (REPEATABLE READ on PostgreSQL and MySQL, a read
+        transaction on SQLite) holding one pooled connection until the stream
+        is closed: a COUNT first (the count), then the records through a
+        server-side cursor, :data:`STREAM_CHUNK` at a time. Both see the same
+        snapshot, so the count is exactly what is sent, whatever is written
+        meanwhile.
+        """
+        collection_id = self._collection_id(collection, create=False)
+        if collection_id is None:
+            return RecordStream.of([])
+        shape, params = schema.query_shape(query)
+        params.update(userid=user_id, collection=collection_id, now_seconds=int(time.time()))
+        if query.limit is not None and params["limit"] <= STREAM_THRESHOLD:
+            return RecordStream.of(self._read_records(shape, params, full))
+        probe = dict(params, limit=min(params.get("limit", STREAM_THRESHOLD + 1),
+                                       STREAM_THRESHOLD + 1))
+        records = self._read_records(shape, probe, full, probe=True)
+        if len(records) <= STREAM_THRESHOLD:
+            return RecordStream.of(records)
         columns = schema.RECORD_COLUMNS if full else ("id",)
+        return self._snapshot_stream(shape, params, columns, full)
+
+    def _read_records(self, shape, params, full, probe=False):
+        """One read of the records a query shape selects (at most 1,001 when ``probe``).
+
+        A full read with an offset and a sort goes in two steps: the ids of
+        the page on the sort index alone (it holds ttl, so skipping the
+        offset reads index entries only), then those rows by primary key.
+        """
+        _filters, sort, _limited, offset = shape
         with self._reading() as connection:
-            rows = connection.execute(schema.select_items(columns, shape, True), params).all()
-        if not full:
-            return [{"id": row[0]} for row in rows]
-        return _records(rows)
+            if not full:
+                rows = connection.execute(
+                    schema.select_items(("id",), shape, True, probe), params).all()
+                return [{"id": row[0]} for row in rows]
+            if not (offset and sort is not None):
+                return _records(connection.execute(
+                    schema.select_items(schema.RECORD_COLUMNS, shape, True, probe),
+                    params).all())
+            ids = connection.execute(
+                schema.select_items(("id",), shape, True, probe), params).scalars().all()
+            if not ids:
+                return []
+            by_id = {row[0]: row for row in connection.execute(schema.RECORDS_BY_IDS, {
+                "userid": params["userid"], "collection": params["collection"], "ids": ids})}
+        # A row deleted between the two reads is left out.
+        return _records([by_id[item_id] for item_id in ids if item_id in by_id])
+
+    def _snapshot_stream(self, shape, params, columns, full):
+        filters = shape[0]
+        resources = contextlib.ExitStack()
+        try:
+            with self.database.translating(StorageUnavailable):
+                connection = resources.enter_context(self.database.reading(StorageUnavailable))
+                isolation = _SNAPSHOT_ISOLATION.get(self._engine.dialect.name)
+                if isolation is not None:
+                    connection.execution_options(isolation_level=isolation)
+                else:  # SQLite: reads run without BEGIN; this one needs its snapshot
+                    connection.exec_driver_sql("BEGIN")
+                total = connection.execute(schema.count_items(filters), params).scalar()
+                result = connection.execution_options(
+                    stream_results=True, max_row_buffer=STREAM_CHUNK).execute(
+                    schema.select_items(columns, shape, True), params)
+                resources.callback(result.close)
+        except BaseException:
+            resources.close()
+            raise
+        count = max(0, total - params.get("offset", 0))
+        if "limit" in params:
+            count = min(count, params["limit"])
+
+        def chunks():
+            with self.database.translating(StorageUnavailable):
+                for rows in result.partitions(STREAM_CHUNK):
+                    yield _records(rows) if full else [{"id": row[0]} for row in rows]
+
+        return RecordStream(count, chunks(), close=resources.close)
 
     def get_item(self, user_id, collection, item_id):
         collection_id = self._collection_id(collection, create=False)
@@ -286,13 +444,14 @@ class SQLStorage(DatabaseBacked, StorageBackend):
 
     # -- writes -------------------------------------------------------------
 
-    def set_items(self, user_id, collection, items, now, if_unmodified_since=None):
-        """Lock + precondition, one SELECT of the stored rows, one INSERT, grouped UPDATEs."""
+    def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
+                  quota_kb=None):
+        """Lock (quota, precondition), one SELECT of the stored rows, one INSERT, UPDATEs."""
         writes = _merge_writes(items)
         collection_id = self._collection_id(collection, create=True)
-        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
+        with self._writing(user_id, collection_id, if_unmodified_since, quota_kb) as lock:
             if not writes:
-                return WriteResult(now, {})
+                return WriteResult(now, {}, lock.quota_left_kb)
             connection = lock.connection
             now_seconds = int(time.time())
             owner = {"userid": user_id, "collection": collection_id}
@@ -302,10 +461,11 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             else:
                 rows = connection.execute(
                     schema.EXISTING_ITEMS, {**owner, "ids": list(writes)}).all()
-            stored = {item_id: (modified, ttl) for item_id, modified, ttl in rows}
+            stored = {item_id: (modified, ttl, size) for item_id, modified, ttl, size in rows}
             stamped = any("payload" in fields for fields in writes.values())
             stamp = lock.next_stamp(now) if stamped else now
             inserts, replaced, updates, modified = [], [], {}, {}
+            usage_delta = 0
             for item_id, fields in writes.items():
                 previous = stored.get(item_id)
                 payload = fields.get("payload")
@@ -313,6 +473,7 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                     # New, or expired and so replaced whole.
                     if previous is not None:
                         replaced.append(item_id)
+                        usage_delta -= previous[2]
                     ttl = fields.get("ttl")
                     row = {
                         "userid": user_id, "collection": collection_id, "id": item_id,
@@ -323,14 +484,16 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                         "ttl": now_seconds + ttl if ttl is not None else NEVER_EXPIRES,
                     }
                     inserts.append(row)
+                    usage_delta += row["payload_size"]
                     modified[item_id] = row["modified"]
                     continue
                 values = {"v_" + name: fields[name] for name in _METADATA_FIELDS if name in fields}
                 if "ttl" in fields:
                     values["v_ttl"] = now_seconds + fields["ttl"]
                 if payload is not None:
-                    values.update(v_payload=payload, v_modified=stamp,
-                                  v_payload_size=len(payload.encode("utf-8")))
+                    size = len(payload.encode("utf-8"))
+                    values.update(v_payload=payload, v_modified=stamp, v_payload_size=size)
+                    usage_delta += size - previous[2]
                     modified[item_id] = stamp
                 else:
                     modified[item_id] = previous[0]
@@ -345,21 +508,33 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                 self._executemany(connection, schema.INSERT_ITEM, inserts)
             for key, rows in updates.items():
                 self._executemany(connection, schema.update_items(key), rows)
+            lock.add_usage(usage_delta)
             if stamped:
                 lock.record(stamp)
-            return WriteResult(stamp, modified)
+            return WriteResult(stamp, modified, lock.quota_left_kb)
+
+    def check_quota(self, user_id, quota_kb):
+        """One primary-key read of the user's own quota and usage total."""
+        if quota_kb is None:
+            return None
+        with self._reading() as connection:
+            row = connection.execute(schema.QUOTA_STATE, {"userid": user_id}).first()
+        own_quota_kb, used_bytes = row if row is not None else (None, 0)
+        return quota_left_kb(quota_kb, own_quota_kb, used_bytes)
 
     def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
         collection_id = self._collection_id(collection, create=False)
         if collection_id is None:
             return None
         with self._writing(user_id, collection_id, if_unmodified_since) as lock:
-            deleted = lock.connection.execute(schema.delete_items(("ids",)), {
-                "userid": user_id, "collection": collection_id, "ids": [item_id]}).rowcount
+            deleted, size = self._delete_counted(lock.connection, ("ids",), {
+                "userid": user_id, "collection": collection_id, "ids": [item_id]}, few=True)
+            lock.add_usage(-size)
             return self._stamp_deletion(lock, deleted, now)
 
     def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
-        """Filters only: one DELETE. With limit/offset: select the keys, then delete them."""
+        """Filters only: one DELETE (and the sum of what it frees). With limit/offset:
+        select the keys, then delete them."""
         collection_id = self._collection_id(collection, create=False)
         if collection_id is None:
             return None
@@ -375,7 +550,9 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                     return None
                 params = {"userid": user_id, "collection": collection_id, "ids": keys}
                 filters = ("ids",)
-            deleted = connection.execute(schema.delete_items(filters), params).rowcount
+            deleted, size = self._delete_counted(connection, filters, params,
+                                                 few=filters == ("ids",))
+            lock.add_usage(-size)
             return self._stamp_deletion(lock, deleted, now)
 
     def _executemany(self, connection, statement, rows):
@@ -410,6 +587,7 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             params = {"userid": user_id}
             deleted = lock.connection.execute(schema.DELETE_USER_ITEMS, params).rowcount
             deleted += lock.connection.execute(schema.DELETE_USER_STAMPS, params).rowcount
+            lock.add_usage(-lock.usage_bytes)  # nothing is left
             return self._stamp_deletion(lock, deleted, now)
 
     def delete_user(self, user_id):
@@ -442,14 +620,16 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             connection = lock.connection
             owner = {"userid": user_id, "collection": collection_id}
             if records:
-                connection.execute(schema.delete_items(("ids",)), {
-                    **owner, "ids": [record.id for record in records]})
-                self._executemany(connection, schema.INSERT_ITEM, [{
+                _, replaced_size = self._delete_counted(connection, ("ids",), {
+                    **owner, "ids": [record.id for record in records]}, few=True)
+                rows = [{
                     **owner, "id": record.id, "sortindex": record.sortindex,
                     "parentid": record.parentid, "predecessorid": record.predecessorid,
                     "payload": record.payload, "modified": record.modified,
                     "payload_size": len((record.payload or "").encode("utf-8")),
-                    "ttl": record.expires} for record in records])
+                    "ttl": record.expires} for record in records]
+                self._executemany(connection, schema.INSERT_ITEM, rows)
+                lock.add_usage(sum(row["payload_size"] for row in rows) - replaced_size)
             stamp = max([lock.collection_ts or 0, timestamp]
                         + [record.modified or 0 for record in records])
             if stamp != lock.collection_ts:
@@ -457,27 +637,134 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             return stamp
 
     def purge_expired(self, now_seconds, batch_size=1000):
-        """Select a batch of expired keys, then delete them user by user.
+        """Read a batch of expired keys in expiry order, then delete them in short transactions.
 
-        Each user's rows go in a short transaction that first takes the user's
-        lock, in the same order as writers, so purging never deadlocks with
-        them. A row rewritten in between (so no longer expired) is left alone.
+        The keys are grouped by user and collection and deleted by id lists
+        (primary-key lookups). Each transaction first locks its users' rows
+        in ascending order (writers lock one user, so the two never deadlock)
+        and takes about :data:`PURGE_TRANSACTION_SECONDS`: the number of rows
+        per transaction adapts to how fast the database deletes them. A row
+        rewritten in between (no longer expired) is left alone. Successive
+        calls with the same ``now_seconds`` start where the previous stopped
+        in the expiry index.
         """
-        params = {"now_seconds": int(now_seconds), "batch_size": int(batch_size)}
-        by_user = {}
+        now_seconds = int(now_seconds)
+        floor = self._purge_floor[1] if (self._purge_floor is not None
+                                         and self._purge_floor[0] == now_seconds) else 0
         with self._reading() as connection:
-            for user_id, collection_id, item_id in connection.execute(
-                    schema.EXPIRED_KEYS, params).all():
-                by_user.setdefault(user_id, []).append((user_id, collection_id, item_id))
+            keys = connection.execute(schema.EXPIRED_KEYS, {
+                "now_seconds": now_seconds, "floor_ttl": floor,
+                "batch_size": int(batch_size)}).all()
+        if not keys:
+            self._purge_floor = None
+            return 0
+        by_owner = {}
+        for _ttl, user_id, collection_id, item_id in keys:
+            by_owner.setdefault((user_id, collection_id), []).append(item_id)
+        pieces = [(user_id, collection_id, ids[start:start + _PURGE_ROWS_MAX])
+                  for (user_id, collection_id), ids in sorted(by_owner.items())
+                  for start in range(0, len(ids), _PURGE_ROWS_MAX)]
         purged = 0
-        for user_id, keys in by_user.items():
-            with self.database.writing(StorageUnavailable) as connection:
-                # No row: the user was deleted meanwhile (the delete already took
-                # these items), or the items were loaded without one; either
-                # way no writer holds the row, and the keys can go.
-                connection.execute(schema.LOCK_USER, {"userid": user_id}).first()
-                purged += connection.execute(schema.PURGE_KEYS, dict(params, keys=keys)).rowcount
+        while pieces:
+            transaction, rows = [], 0
+            while pieces and rows < self._purge_rows:
+                user_id, collection_id, ids = pieces.pop(0)
+                room = self._purge_rows - rows
+                if len(ids) > room:
+                    pieces.insert(0, (user_id, collection_id, ids[room:]))
+                    ids = ids[:room]
+                transaction.append((user_id, collection_id, ids))
+                rows += len(ids)
+            count, held = self._purge_transaction(transaction, now_seconds)
+            purged += count
+            self._adapt_purge_rows(rows, held)
+        self._purge_floor = (now_seconds, keys[-1][0])
         return purged
+
+    def _purge_transaction(self, pieces, now_seconds):
+        """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
+
+        Returns how many rows went and how long the transaction held its
+        locks (from when it had them: waiting for them says nothing of the rate).
+        """
+        freed = {}
+        purged = 0
+        with self.database.writing(StorageUnavailable) as connection:
+            started = time.monotonic()
+            if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
+                # A user without a row was deleted meanwhile (with these items)
+                # or loaded without one: no writer holds it, the items can go.
+                connection.execute(schema.LOCK_USERS, {
+                    "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
+            for user_id, collection_id, ids in pieces:
+                params = {"userid": user_id, "collection": collection_id, "ids": ids,
+                          "now_seconds": now_seconds}
+                if self._delete_returns():
+                    sizes = connection.execute(
+                        schema.PURGE_ITEMS_RETURNING_SIZES, params).scalars().all()
+                    count, size = len(sizes), sum(sizes)
+                else:
+                    count, size = connection.execute(schema.PURGEABLE_USAGE, params).one()
+                    if count:
+                        count = connection.execute(schema.PURGE_ITEMS, params).rowcount
+                purged += count
+                if size:
+                    freed[user_id] = freed.get(user_id, 0) + int(size)
+            if freed:
+                connection.execute(schema.SUBTRACT_USAGE, [
+                    {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
+            held = time.monotonic() - started
+        return purged, held
+
+    def _adapt_purge_rows(self, rows, seconds):
+        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
+        if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
+            return  # a short tail says nothing about the rate
+        rate = rows / max(seconds, 1e-4)
+        target = int(rate * PURGE_TRANSACTION_SECONDS)
+        self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
+                                                    self._purge_rows * 2))
+
+    def reclaim_space(self, full=False):
+        """SQLite: give free pages back to the file system; other databases reuse them.
+
+        A SQLite file never shrinks by itself. Files created with
+        ``auto_vacuum=INCREMENTAL`` (every file this version creates) give
+        their free pages back by ``PRAGMA incremental_vacuum`` in steps of
+        :data:`_VACUUM_STEP_PAGES` pages, each its own short write transaction,
+        then the WAL is checkpointed and emptied. An older file (``auto_vacuum=NONE``)
+        can only be switched by a full ``VACUUM``, which rewrites it whole and
+        holds the write lock meanwhile: only with ``full``; without it, None.
+        """
+        if self.database.dialect != "sqlite":
+            return None
+        with self._reading() as connection:
+            mode = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+            page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
+            pages_before = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        if mode == 0 and not full:
+            return None
+        with self.database.translating(StorageUnavailable):
+            if mode == 0:
+                with self.database.writing(StorageUnavailable) as connection:
+                    connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+                with self.database.reading(StorageUnavailable) as connection:
+                    # VACUUM cannot run inside a transaction; a read connection has none.
+                    connection.exec_driver_sql("VACUUM")
+            else:
+                while True:
+                    with self.database.writing(StorageUnavailable) as connection:
+                        free = connection.exec_driver_sql("PRAGMA freelist_count").scalar()
+                        if not free:
+                            break
+                        connection.exec_driver_sql(
+                            f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})")
+            with self._reading() as connection:
+                # The pages given back are in the WAL until a checkpoint; TRUNCATE
+                # also empties the WAL file, which else keeps its largest size.
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+                pages_after = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        return max(0, pages_before - pages_after) * page_size
 
     # -- administration -----------------------------------------------------
 

@@ -25,7 +25,6 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
-    tuple_,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -82,13 +81,17 @@ user_collections_table = Table(
     **_MYSQL_OPTIONS)
 
 #: One row per user: the last stamp handed out (timestamps never go back, even
-#: after delete_storage), the row every write locks, and the user's own quota.
+#: after delete_storage), the row every write locks, the user's own quota and
+#: usage. The lock reads all of them, so a write checks the quota for free.
 storage_users_table = Table(
     "storage_users", metadata,
     Column("userid", BigInteger, primary_key=True, autoincrement=False),
     Column("last_modified", BigInteger, nullable=False),
     # KB; NULL: storage.quota_size applies; 0: no quota for this user.
     Column("quota_kb", BigInteger, nullable=True),
+    # Running total of payload_size over all the user's rows, expired ones
+    # included until purged; adjusted by every change of the user's items.
+    Column("usage_bytes", BigInteger, nullable=False, server_default="0"),
     **_MYSQL_OPTIONS)
 
 items_table = Table(
@@ -105,9 +108,11 @@ items_table = Table(
     Column("payload_size", Integer, nullable=False, server_default="0"),  # UTF-8 bytes
     Column("ttl", BigInteger, nullable=False),  # absolute expiry, epoch seconds
     # id completes the sort keys (ties broken for paging), so ORDER BY ... LIMIT
-    # walks the index and stops early instead of sorting.
-    Index("items_modified_idx", "userid", "collection", "modified", "id"),
-    Index("items_sortindex_idx", "userid", "collection", "sortindex", "id"),
+    # walks the index and stops early instead of sorting. ttl comes last so
+    # that the index alone says which entries are live: an OFFSET skips index
+    # entries, not rows (MariaDB read 50,000 whole rows for offset=50000).
+    Index("items_modified_idx", "userid", "collection", "modified", "id", "ttl"),
+    Index("items_sortindex_idx", "userid", "collection", "sortindex", "id", "ttl"),
     # Live-item counts and usage per user read only this index. ttl is last on
     # purpose: as a third column SQLite would range-scan it for every GET and
     # sort the whole collection instead of walking the modified/sortindex index.
@@ -198,8 +203,13 @@ def query_shape(query):
 
 
 @functools.lru_cache(maxsize=1024)
-def select_items(columns, shape, live_only):
-    """SELECT of ``columns`` for a :func:`query_shape`; ``live_only`` hides expired items."""
+def select_items(columns, shape, live_only, probe=False):
+    """SELECT of ``columns`` for a :func:`query_shape`; ``live_only`` hides expired items.
+
+    ``probe``: a LIMIT (the ``limit`` parameter) even when the shape has
+    none, without changing the order: "is the answer small?" costs no more
+    than the answer itself.
+    """
     filters, sort, limited, offset = shape
     stmt = select(*[_items[name] for name in columns]).where(
         _OWNED, *[_FILTERS[name] for name in filters])
@@ -207,7 +217,7 @@ def select_items(columns, shape, live_only):
         stmt = stmt.where(_items.ttl > bindparam("now_seconds"))
     order = _ORDERS.get(sort) or ((_items.id.asc(),) if limited or offset else ())
     stmt = stmt.order_by(*order)
-    if limited:
+    if limited or probe:
         stmt = stmt.limit(bindparam("limit", type_=Integer))
     if offset:
         stmt = stmt.offset(bindparam("offset", type_=Integer))
@@ -215,9 +225,29 @@ def select_items(columns, shape, live_only):
 
 
 @functools.lru_cache(maxsize=256)
+def count_items(filters):
+    """How many live items match ``filters`` (before any offset or limit)."""
+    return select(func.count()).where(
+        _OWNED, *[_FILTERS[name] for name in filters], _items.ttl > bindparam("now_seconds"))
+
+
+@functools.lru_cache(maxsize=256)
 def delete_items(filters):
     """DELETE of a collection's items matching ``filters`` (names of ItemQuery fields)."""
     return items_table.delete().where(_OWNED, *[_FILTERS[name] for name in filters])
+
+
+@functools.lru_cache(maxsize=256)
+def delete_items_returning_sizes(filters):
+    """:func:`delete_items` that returns each deleted row's payload_size (RETURNING)."""
+    return delete_items(filters).returning(_items.payload_size)
+
+
+@functools.lru_cache(maxsize=256)
+def items_usage(filters):
+    """How many items match ``filters`` and their bytes: what deleting them frees."""
+    return select(func.count(), func.coalesce(func.sum(_items.payload_size), 0)).where(
+        _OWNED, *[_FILTERS[name] for name in filters])
 
 
 @functools.lru_cache(maxsize=64)
@@ -234,19 +264,30 @@ def update_items(value_keys):
 INSERT_ITEM = items_table.insert()
 GET_ITEM = select(*[_items[name] for name in RECORD_COLUMNS]).where(
     _OWNED, _items.id == bindparam("id"), _items.ttl > bindparam("now_seconds"))
+#: Full records of ids found first on a sort index (the second step of an offset page).
+RECORDS_BY_IDS = select(*[_items[name] for name in RECORD_COLUMNS]).where(
+    _OWNED, _FILTERS["ids"])
 #: Locked so that a purge cannot delete a row between this read and our update.
-EXISTING_ITEMS = select(_items.id, _items.modified, _items.ttl).where(
+EXISTING_ITEMS = select(_items.id, _items.modified, _items.ttl, _items.payload_size).where(
     _OWNED, _FILTERS["ids"]).with_for_update()
 #: The same for one id (every PUT): no expanding IN to re-render on each call.
-EXISTING_ITEM = select(_items.id, _items.modified, _items.ttl).where(
+EXISTING_ITEM = select(_items.id, _items.modified, _items.ttl, _items.payload_size).where(
     _OWNED, _items.id == bindparam("id")).with_for_update()
 EXPORT_ITEMS = select(*[_items[name] for name in RECORD_COLUMNS], _items.ttl).where(
     _OWNED, _items.ttl > bindparam("now_seconds")).order_by(_items.id)
-EXPIRED_KEYS = select(_items.userid, _items.collection, _items.id).where(
-    _items.ttl <= bindparam("now_seconds")).limit(bindparam("batch_size", type_=Integer))
-PURGE_KEYS = items_table.delete().where(
-    tuple_(_items.userid, _items.collection, _items.id).in_(bindparam("keys", expanding=True)),
-    _items.ttl <= bindparam("now_seconds"))
+#: The next expired keys in expiry order, from ``floor_ttl`` on (where the
+#: previous batch of a purge stopped: everything before it is gone, so the
+#: scan does not walk over what earlier batches deleted).
+EXPIRED_KEYS = select(_items.ttl, _items.userid, _items.collection, _items.id).where(
+    _items.ttl <= bindparam("now_seconds"), _items.ttl >= bindparam("floor_ttl"),
+).order_by(_items.ttl).limit(bindparam("batch_size", type_=Integer))
+#: One user's and collection's expired items by id: a primary-key range per id
+#: (a list of (user, collection, id) tuples is not served by the key everywhere).
+_PURGEABLE = and_(_OWNED, _FILTERS["ids"], _items.ttl <= bindparam("now_seconds"))
+PURGE_ITEMS = items_table.delete().where(_PURGEABLE)
+PURGE_ITEMS_RETURNING_SIZES = PURGE_ITEMS.returning(_items.payload_size)
+PURGEABLE_USAGE = select(func.count(), func.coalesce(func.sum(_items.payload_size), 0)).where(
+    _PURGEABLE)
 DELETE_USER_ITEMS = items_table.delete().where(_items.userid == bindparam("userid"))
 
 # Per-user totals of live items.
@@ -273,20 +314,35 @@ UPDATE_COLLECTION_STAMP = user_collections_table.update().where(
 DELETE_USER_STAMPS = user_collections_table.delete().where(
     _stamps.userid == bindparam("userid"))
 
-# The user's row: last stamp and write lock.
-LOCK_USER = select(_users.last_modified).where(
+# The user's row: last stamp, quota and usage, and the write lock.
+#: What the lock reads: the last stamp, the user's own quota and usage.
+_USER_STATE = (_users.last_modified, _users.quota_kb, _users.usage_bytes)
+LOCK_USER = select(*_USER_STATE).where(
     _users.userid == bindparam("userid")).with_for_update()
 #: Lock and collection timestamp in one statement. Only where a locking read
 #: sees the latest committed rows of every table it reads (InnoDB) or where
 #: writers are serialized anyway (SQLite); PostgreSQL would join a stale snapshot.
-LOCK_USER_WITH_STAMP = select(_users.last_modified, _stamps.modified).select_from(
+LOCK_USER_WITH_STAMP = select(*_USER_STATE, _stamps.modified).select_from(
     storage_users_table.outerjoin(user_collections_table, and_(
         _stamps.userid == _users.userid, _stamps.collection == bindparam("collection"))),
 ).where(_users.userid == bindparam("userid")).with_for_update()
-UPDATE_LAST_MODIFIED = storage_users_table.update().where(
-    _users.userid == bindparam("k_userid")).values(last_modified=bindparam("v_last_modified"))
+#: The end of every write that changed the user's stamp or usage: one UPDATE.
+UPDATE_USER_ROW = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(
+    last_modified=bindparam("v_last_modified"),
+    usage_bytes=_users.usage_bytes + bindparam("v_usage_delta", type_=BigInteger))
 DELETE_USER_ROW = storage_users_table.delete().where(_users.userid == bindparam("userid"))
 USER_QUOTA = select(_users.quota_kb).where(_users.userid == bindparam("userid"))
+#: The purge's lock on several users, taken in ascending order (writers hold one user).
+LOCK_USERS = select(_users.userid).where(
+    _users.userid.in_(bindparam("userids", expanding=True))).order_by(
+    _users.userid).with_for_update()
+SUBTRACT_USAGE = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(
+    usage_bytes=_users.usage_bytes - bindparam("v_bytes", type_=BigInteger))
+#: The user's own quota and usage, for a quota check outside a write.
+QUOTA_STATE = select(_users.quota_kb, _users.usage_bytes).where(
+    _users.userid == bindparam("userid"))
 SET_USER_QUOTA = storage_users_table.update().where(
     _users.userid == bindparam("k_userid")).values(quota_kb=bindparam("v_quota_kb"))
 

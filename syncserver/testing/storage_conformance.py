@@ -13,7 +13,8 @@ Subclass :class:`StorageConformanceTests` in a test module and provide a
             backend.close()
 
 Each test checks one rule of :mod:`syncserver.storage` through the public
-interface only, so it holds for any backend.
+interface only, so it holds for any backend. The quota and streaming rules
+are in :mod:`syncserver.testing.storage_quota_stream`, inherited here.
 """
 
 import contextlib
@@ -31,6 +32,10 @@ from syncserver.storage import (
     PreconditionFailed,
     StoredRecord,
     WriteResult,
+)
+from syncserver.testing.storage_quota_stream import (
+    QuotaConformanceTests,
+    StreamConformanceTests,
 )
 
 USER = 1
@@ -84,7 +89,7 @@ def run_threads(count, target):
     return errors
 
 
-class StorageConformanceTests:
+class StorageConformanceTests(QuotaConformanceTests, StreamConformanceTests):
     """Behaviour every :class:`~syncserver.storage.StorageBackend` must show."""
 
     # -- empty state and health --------------------------------------------

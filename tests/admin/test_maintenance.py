@@ -10,6 +10,7 @@ from syncserver.db import Database
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.storage import ItemQuery, ItemWrite
 from tests.admin.conftest import run_admin, write_ini
+from tests.backends import sql_storage
 from tests.services import free_port
 
 PASSWORD = "correct horse battery"
@@ -205,3 +206,75 @@ def test_unexpected_errors_are_one_sentence(admin_ini, backends, monkeypatch):
     assert result.code == 1
     assert result.err.startswith("syncserver-admin: unexpected error: ProgrammingError")
     assert result.err.count("\n") == 1
+
+
+def _sqlite_path(url):
+    return url[len("sqlite:///"):]
+
+
+def _sqlite_bytes(path):
+    """The database file and its WAL: what the store takes on disk."""
+    import os
+
+    return sum(os.path.getsize(path + suffix) for suffix in ("", "-wal")
+               if os.path.exists(path + suffix))
+
+
+def test_purge_gives_a_sqlite_file_its_space_back(tmp_path, sqlite_url):
+    """New SQLite files use auto_vacuum=INCREMENTAL: the purge shrinks them."""
+
+    storage = sql_storage(sqlite_url)
+    try:
+        for user_id in (1, 2):
+            fill_big(storage, user_id, expired=400)
+        path = _sqlite_path(sqlite_url)
+        before = _sqlite_bytes(path)
+        ini = write_ini(tmp_path / "server.ini", sqlite_url)
+        result = run_admin(ini, "purge-expired", "--json")
+        assert result.code == 0, result
+        summary = json.loads(result.out)
+        assert summary["purged"] == 800
+        assert summary["reclaimed_bytes"] > 1_000_000
+        assert _sqlite_bytes(path) < before - 1_000_000
+        assert storage.get_item(1, "history", "keep")["payload"] == "kept"
+        assert storage.check_quota(1, 1) == 1 - 4 / 1024  # the purge freed the user's bytes
+        plain = run_admin(ini, "purge-expired")
+        assert plain.code == 0 and "back to the file system" not in plain.out
+    finally:
+        storage.close()
+
+
+def test_purge_vacuum_converts_an_old_sqlite_file(tmp_path, sqlite_url):
+    """A file made before auto_vacuum keeps its size until --vacuum rebuilds it once."""
+    import sqlite3
+
+
+    path = _sqlite_path(sqlite_url)
+    legacy = sqlite3.connect(path)
+    legacy.execute("CREATE TABLE made_by_an_older_version (x)")  # fixes auto_vacuum=NONE
+    legacy.close()
+    storage = sql_storage(sqlite_url)
+    try:
+        fill_big(storage, 1, expired=400)
+        ini = write_ini(tmp_path / "server.ini", sqlite_url)
+        result = run_admin(ini, "purge-expired", "--json")
+        assert result.code == 0 and json.loads(result.out)["reclaimed_bytes"] is None
+        before = _sqlite_bytes(path)
+        result = run_admin(ini, "purge-expired", "--vacuum")
+        assert result.code == 0 and "back to the file system" in result.out, result
+        assert _sqlite_bytes(path) < before - 500_000
+        with storage.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+        assert storage.get_item(1, "history", "keep")["payload"] == "kept"
+    finally:
+        storage.close()
+
+
+def fill_big(storage, user_id, expired):
+    """``expired`` 2 KB items whose TTL is over, and one live item "keep"."""
+    for start in range(0, expired, 100):
+        storage.set_items(user_id, "history", [
+            ItemWrite(f"gone{n}", payload="x" * 2048, ttl=0)
+            for n in range(start, min(start + 100, expired))], now_centiseconds())
+    storage.set_items(user_id, "history", [ItemWrite("keep", payload="kept")],
+                      now_centiseconds())

@@ -69,8 +69,8 @@ def test_schema_and_indexes(database_url, make_storage):
     assert {"collections", "user_collections", "storage_users", "items"} <= set(
         inspector.get_table_names())
     indexes = {tuple(index["column_names"]) for index in inspector.get_indexes("items")}
-    assert ("userid", "collection", "modified", "id") in indexes
-    assert ("userid", "collection", "sortindex", "id") in indexes
+    assert ("userid", "collection", "modified", "id", "ttl") in indexes
+    assert ("userid", "collection", "sortindex", "id", "ttl") in indexes
     assert ("userid", "collection", "payload_size", "ttl") in indexes
     assert ("ttl",) in indexes
     assert inspector.get_pk_constraint("items")["constrained_columns"] == [
