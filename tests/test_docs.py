@@ -12,7 +12,7 @@ REFERENCE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configura
 
 
 def documented_keys():
-    return set(re.findall(r"``([a-z_]+\.[a-z_]+)``", REFERENCE.read_text()))
+    return set(re.findall(r"``([a-z0-9_]+\.[a-z0-9_]+)``", REFERENCE.read_text()))
 
 
 #: The bundled backends' own keys, documented with their section.
@@ -54,7 +54,7 @@ def test_ini_files_use_only_documented_keys():
     documented = documented_keys()
     for name in ("development.ini", "production.ini"):
         text = (root / name).read_text().split("[server:main]")[0]
-        keys = set(re.findall(r"^([a-z_]+\.[a-z_]+)\s*=", text, re.MULTILINE))
+        keys = set(re.findall(r"^([a-z0-9_]+\.[a-z0-9_]+)\s*=", text, re.MULTILINE))
         assert keys and keys <= documented, name
 
 
