@@ -183,7 +183,7 @@ class HawkVerifier:
             raise _refuse(environ, error.reason) from None
         if token.expires + allow_expired_seconds <= now:
             raise _refuse(environ, "token expired")
-        if not same_base_url(token.node, self.public_url):
+        if token.node != self.public_url.base and not same_base_url(token.node, self.public_url):
             raise _refuse(environ, "token issued for another node")
 
         ts = int(attributes["ts"])
