@@ -14,6 +14,9 @@ JSON; no Accept, wildcards, unknown types or an unparseable header give JSON.
 A large answer is rendered piece by piece as the client reads it
 (:class:`StreamedRecords`); its bytes are exactly those
 :func:`render_records` gives for the same records.
+
+Storage 1.5 (reference §3.7) chooses with :func:`choose_format_15`: JSON or
+newlines only, and an ``Accept`` that allows neither gets no format (406).
 """
 
 import json
@@ -60,6 +63,51 @@ def choose_format(accept_header):
                           _FORMAT_PREFERENCE.index(media_range) < _FORMAT_PREFERENCE.index(best)):
             best, best_q = media_range, q
     return best
+
+
+def choose_format_15(accept_header):
+    """The media type a Storage 1.5 multi-record GET answers with, or None (406).
+
+    Each offer's q-value is that of the most specific range naming it:
+    ``application/json``, else ``application/*``, else ``*/*`` (wildcards
+    count as JSON only, so ``*/*`` alone gives JSON); ``application/newlines``
+    only by its name. The higher q-value wins; on a tie a type named
+    explicitly beats one reached by a wildcard, then newlines beats JSON (as
+    in 1.1). No header gives JSON, and so does an unparseable one (lenient,
+    like 1.1: it says nothing we could honour), and so does one without any
+    media range; a header that names only other types, or gives ours q=0,
+    gives None.
+    """
+    if not accept_header:
+        return JSON
+    try:
+        accept = create_accept_header(accept_header)
+        parsed = getattr(accept, "parsed", None)
+    except Exception:
+        return JSON
+    if not parsed:  # AcceptInvalidHeader, or a header with no media range at all
+        return JSON
+    # Specificity: 2 for the exact type, 1 for application/*, 0 for */*.
+    matches = {JSON: (-1, 0.0), NEWLINES: (-1, 0.0)}
+    for media_range, q, _params, _extensions in parsed:
+        media_range = media_range.lower()
+        for offer, specificity in _ranges_15(media_range):
+            if specificity > matches[offer][0]:
+                matches[offer] = (specificity, q)
+    candidates = [(q, specificity == 2, offer == NEWLINES, offer)
+                  for offer, (specificity, q) in matches.items() if specificity >= 0 and q > 0]
+    return max(candidates)[3] if candidates else None
+
+
+def _ranges_15(media_range):
+    """The 1.5 offers a media range names, each with its specificity."""
+    if media_range in (JSON, NEWLINES):
+        return ((media_range, 2),)
+    if media_range == "application/*":
+        return ((JSON, 1),)
+    if media_range == "*/*":
+        return ((JSON, 0),)
+    return ()
 
 
 def dumps(value):

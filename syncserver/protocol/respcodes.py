@@ -1,7 +1,9 @@
-"""Weave error codes and the 400 responses that carry them.
+"""Weave error codes and the error responses that carry them.
 
 A 400 with a code has ``Content-Type: application/json`` and the bare integer
-as its body, e.g. ``8``. Clients switch on that number.
+as its body, e.g. ``8``. Clients switch on that number. Storage 1.5 gives
+every error such a body (``0`` when no code applies), whatever its status:
+:func:`error_with_code` builds those.
 """
 
 from webob import exc
@@ -24,6 +26,11 @@ EMAIL_USERNAME_MISMATCH = 15
 CLIENT_UPGRADE_REQUIRED = 16
 SIZE_LIMIT_EXCEEDED = 17
 
+#: Storage 1.5: the body of an error for which no code applies.
+NO_CODE = 0
+#: Storage 1.5: a bad query or header value (the Python server's choice, reference §3.13).
+BAD_VALUE = ILLEGAL_METHOD
+
 
 class WeaveError(exc.HTTPBadRequest):
     """A 400 whose JSON body is a Weave error code.
@@ -43,3 +50,18 @@ class WeaveError(exc.HTTPBadRequest):
     def __call__(self, environ, start_response):
         # Skip WebOb's HTML/plain error page generation: the body is the code.
         return super(exc.WSGIHTTPException, self).__call__(environ, start_response)
+
+
+def error_with_code(code, error_class=exc.HTTPBadRequest):
+    """An instance of the WebOb error ``error_class`` whose JSON body is ``code``.
+
+    ``error_with_code(17, exc.HTTPRequestEntityTooLarge)`` is a 413 with body
+    ``17``; it stays an instance of its WebOb class, so callers can catch it
+    by status. The body being set, WebOb serves it instead of an error page.
+    """
+    error = error_class()
+    error.weave_code = code
+    error.content_type = "application/json"
+    error.charset = None
+    error.body = str(code).encode("ascii")
+    return error
