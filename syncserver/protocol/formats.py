@@ -90,7 +90,8 @@ def choose_format_15(accept_header):
     # Specificity: 2 for the exact type, 1 for application/*, 0 for */*.
     matches = {JSON: (-1, 0.0), NEWLINES: (-1, 0.0)}
     for media_range, q, _params, _extensions in parsed:
-        media_range = media_range.lower()
+        # WebOb leaves media-type parameters in the range ("application/json;charset=utf-8").
+        media_range = media_range.split(";", 1)[0].strip().lower()
         for offer, specificity in _ranges_15(media_range):
             if specificity > matches[offer][0]:
                 matches[offer] = (specificity, q)
