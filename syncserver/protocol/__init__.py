@@ -15,4 +15,5 @@ Storage 1.5 (``sync15-reference.md``; the 1.1 modules above stay as they are):
 - :mod:`.conditions`: X-If-* preconditions, declared sizes, batch parameters.
 - :mod:`.limits15`: info/configuration limits and the per-POST split.
 - :func:`.formats.choose_format_15`: JSON or newlines from ``Accept``.
+- :mod:`.tokens`: the tokens of the tokenserver, as storage nodes check them.
 """
