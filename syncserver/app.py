@@ -150,6 +150,9 @@ def build_components(settings, *, credentials_cache_seconds=None, allow_new_user
                 components.auth, components.reset_codes, components.mailer,
                 _guesses(throttle, RESET_CODE),
                 ResetMailLimit(throttle.throttle) if throttle else None)
+            if not settings.global_.public_url and not settings.global_.allowed_hosts:
+                logger.warning("password reset will refuse to mail links until "
+                               "global.public_url (or global.allowed_hosts) is set")
         prepare_schemas(databases)
     except BaseException:
         components.close()

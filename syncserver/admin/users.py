@@ -9,6 +9,7 @@ import getpass
 import re
 
 from syncserver.accounts.deletion import delete_account
+from syncserver.accounts.password_reset import void_pending_code
 from syncserver.admin.context import AdminError, format_bytes, format_time
 from syncserver.auth import UserExists, UserNotFound
 from syncserver.auth.usernames import extract_username, is_weak_password
@@ -171,6 +172,10 @@ def set_enabled(context, args):
         context.auth.set_enabled(username, args.enabled)
     except UserNotFound:
         raise AdminError(f"there is no account named {username}.") from None
+    if not args.enabled:
+        user = context.auth.get_user(username)
+        if user is not None:
+            _void_reset_code(context, user, "account disabled by syncserver-admin")
     if args.enabled:
         context.echo(f"Enabled {username}.")
     else:
@@ -204,7 +209,9 @@ def set_password(context, args):
         context.auth.set_password(user.username, password)
     except UserNotFound:
         raise AdminError(f"there is no account named {user.username}.") from None
-    context.echo(f"Changed the password of {user.username}; the old one stops working.")
+    voided = _void_reset_code(context, user, "password set by syncserver-admin")
+    context.echo(f"Changed the password of {user.username}; the old one stops working"
+                 + (", and so does the reset link mailed before." if voided else "."))
     return 0
 
 
@@ -281,6 +288,13 @@ def _read_password(context, args, username):
     if is_weak_password(username, password):
         raise AdminError("the password is too weak: at least 8 bytes, and not the username.")
     return password
+
+
+def _void_reset_code(context, user, what):
+    """A reset link mailed before a password change, a disable or a delete stops working."""
+    if context.reset_codes_if_used is None:
+        return False
+    return void_pending_code(context.reset_codes_if_used, user, what)
 
 
 def _status(user):

@@ -11,7 +11,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 
-from syncserver.settings.values import parse_choice, parse_networks, parse_words
+from syncserver.settings.values import parse_choice, parse_hosts, parse_networks, parse_words
 
 ACCESS_LOG_FORMATS = ("combined", "json")
 
@@ -130,6 +130,9 @@ class GlobalSettings:
     retry_after: int = 1800
     #: The URL clients reach the server at (scheme, host, prefix); None: from the request.
     public_url: str | None = None
+    #: Without public_url: the hosts a request may name for a link that is mailed (reset).
+    allowed_hosts: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_hosts(key, value)})
     #: Proxies (addresses or networks) whose X-Forwarded-* headers are believed; none by default.
     trusted_proxies: tuple = dataclasses.field(
         default=(), metadata={"parse": lambda key, value: parse_networks(key, value)})
