@@ -53,7 +53,7 @@ def test_ini_files_use_only_documented_keys():
     root = REFERENCE.parent.parent
     documented = documented_keys()
     for name in ("development.ini", "production.ini"):
-        text = (root / name).read_text().split("[server:main]")[0]
+        text = (root / name).read_text().split("\n[server:main]")[0]
         keys = set(re.findall(r"^([a-z_]+\.[a-z_]+)\s*=", text, re.MULTILINE))
         assert keys and keys <= documented, name
 

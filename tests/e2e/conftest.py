@@ -8,7 +8,6 @@ script or a 1.1 client would be: no WebTest, no requests.
 """
 
 import base64
-import configparser
 import contextlib
 import hashlib
 import http.client
@@ -174,14 +173,6 @@ def check_weave_timestamp(response):
 # --- the server process ----------------------------------------------------------------
 
 
-def development_server_options():
-    """``[server:main]`` options of development.ini (threads, backlog...), minus use/host/port."""
-    parser = configparser.RawConfigParser()
-    parser.read(DEVELOPMENT_INI)
-    return {key: value for key, value in parser.items("server:main")
-            if key not in ("use", "host", "port")}
-
-
 def write_ini(directory, port, app_overrides=None, sqluri=None):
     """Write ``syncserver-e2e.ini`` composing development.ini; return its path."""
     directory = Path(directory)
@@ -191,8 +182,8 @@ def write_ini(directory, port, app_overrides=None, sqluri=None):
     app.update(app_overrides or {})
     lines = ["[app:main]", f"use = config:{DEVELOPMENT_INI}"]
     lines += [f"{key} = {value}" for key, value in app.items()]
-    lines += ["", "[server:main]", "use = egg:waitress#main", "host = 127.0.0.1", f"port = {port}"]
-    lines += [f"{key} = {value}" for key, value in development_server_options().items()]
+    # development.ini's own server (threads, body limit...), on the test's port.
+    lines += ["", "[server:main]", f"use = config:{DEVELOPMENT_INI}", f"port = {port}"]
     path = directory / "syncserver-e2e.ini"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
