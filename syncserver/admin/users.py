@@ -87,10 +87,20 @@ def add_user(context, args):
     email = args.email or (args.username if "@" in args.username else None)
     if email and "@" in args.username and args.email and username != _username(email):
         raise AdminError("USERNAME is an e-mail address different from --email.")
-    if email and context.settings.auth.strict_usernames and username != _username(email):
-        raise AdminError(
-            f"with auth.strict_usernames on, the username must be the Sync hash of the e-mail "
-            f"address ({_username(email)}): give the address alone as USERNAME.")
+    if not context.auth.manages_accounts:
+        raise AdminError(f"{username} cannot be created here: the accounts are in a directory "
+                         "this server only reads; create it there.")
+    if context.settings.auth.strict_usernames:
+        if not email:
+            raise AdminError(
+                "with auth.strict_usernames on (the default) an account is named by the Sync "
+                "hash of its e-mail address, as clients compute it, and password reset mails "
+                "that address: give the address as USERNAME "
+                "(syncserver-admin user add alice@example.org).")
+        if username != _username(email):
+            raise AdminError(
+                f"with auth.strict_usernames on, the username must be the Sync hash of the "
+                f"e-mail address ({_username(email)}): give the address alone as USERNAME.")
     password = _read_password(context, args, username)
     try:
         user = context.auth.create_user(username, password, email)
@@ -99,6 +109,9 @@ def add_user(context, args):
     except ValueError as error:
         raise AdminError(f"cannot create {username}: {error}.") from None
     context.echo(f"Created account {user.username} (user id {user.user_id}).")
+    if not email:
+        context.echo(f"Note: {user.username} has no e-mail address, so it cannot reset a "
+                     "forgotten password (give one with --email).")
     return 0
 
 

@@ -64,7 +64,7 @@ def redact_url(url):
 def unavailable_sentence(error, settings):
     """``error`` (a :class:`~syncserver.errors.BackendUnavailable`), naming its setting and URL.
 
-    ``storage.sqluri (mysql://sync:***@db/sync) does not answer: OperationalError: ...``;
+    ``the database of storage.sqluri (mysql://sync:***@db/sync) is unavailable: ...``;
     errors that are not about a database (LDAP, Redis) are returned as they are.
     """
     text = str(error)
@@ -77,7 +77,11 @@ def unavailable_sentence(error, settings):
     reason = text.removeprefix("database unavailable").lstrip(": ")
     seen, named = set(), []
     for key in keys:
-        if urls[key] not in seen:
-            seen.add(urls[key])
-            named.append(f"{key} ({redact_url(urls[key])})")
-    return f"{' or '.join(named)} does not answer: {reason}"
+        url = urls[key]
+        if url in seen:
+            continue
+        seen.add(url)
+        # The other databases default to storage's: name the key the operator wrote.
+        shown_key = "storage.sqluri" if url == urls.get("storage.sqluri") else key
+        named.append(f"{shown_key} ({redact_url(url)})")
+    return f"the database of {' or '.join(named)} is unavailable: {reason}"
