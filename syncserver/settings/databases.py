@@ -1,4 +1,4 @@
-"""The database URLs a configuration uses, named by the settings that hold them.
+"""The databases (and Redis) a configuration uses, named by the settings that hold them.
 
 For start-up messages an operator can act on: a URL whose driver is not
 installed names the setting and the extra to install (checked while the
@@ -39,6 +39,13 @@ def database_settings(settings):
 
 def check_drivers(settings):
     """Raise :class:`ConfigError` when a database URL in use lacks its driver."""
+    if settings.throttle.enabled and settings.throttle.redis_url:
+        try:
+            import redis  # noqa: F401
+        except ImportError as error:
+            what, install = missing_module(error)
+            raise ConfigError(f"throttle.redis_url needs {what}, which is not installed: "
+                              f"{install}.") from None
     for key, url in database_settings(settings):
         try:
             dialect = make_url(url).get_dialect()
