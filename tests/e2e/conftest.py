@@ -14,6 +14,7 @@ import http.client
 import importlib.metadata
 import json
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -102,6 +103,13 @@ class Client:
     ``base`` is a URL; a relative path is appended to it, a path starting with
     ``/`` replaces its path. Every response is checked for a well-formed
     ``X-Weave-Timestamp`` (the server sends it on every response, errors too).
+
+    Like any HTTP client that keeps connections, it checks before each request
+    that the server has not closed the idle connection meanwhile (gunicorn
+    does after ``--keep-alive`` seconds, Apache after ``KeepAliveTimeout``),
+    and opens a new one if it has: sending on a closed connection would fail
+    with ``RemoteDisconnected`` although the server did nothing wrong. A
+    connection that closes *after* the request was sent is still an error.
     """
 
     def __init__(self, base, username=None, password=None, timeout=60):
@@ -141,6 +149,8 @@ class Client:
         all_headers.update(headers or {})
         if body is None and method in ("PUT", "POST"):
             body = b""
+        if _closed_by_peer(self.connection.sock):
+            self.connection.close()  # reopened by the request below
         self.connection.request(method, url, body=body, headers=all_headers)
         raw = self.connection.getresponse()
         data = raw.read()
@@ -159,6 +169,19 @@ class Client:
 
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
+
+
+def _closed_by_peer(sock):
+    """True when an idle keep-alive socket has been closed (or reset) by the server."""
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def check_weave_timestamp(response):
