@@ -34,7 +34,7 @@ from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dep
 from syncserver.logsetup import ensure_logging
 from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings
-from syncserver.settings.databases import unavailable_sentence
+from syncserver.settings.databases import redact_url, unavailable_sentence
 from syncserver.settings.generated_secret import with_master_secret
 from syncserver.storage import StorageBackend
 from syncserver.throttle.login import (
@@ -193,7 +193,15 @@ def prepare_schemas(databases):
         if use.prepared_keys == use.keys:
             continue
         if use.create_tables:
-            migrations.ensure_schema(use.database)
+            try:
+                migrations.ensure_schema(use.database)
+            except BackendUnavailable as error:
+                # Name the setting and the URL (password hidden): "database unavailable" alone
+                # does not say which of several databases, nor where it was looked for.
+                reason = str(error).removeprefix("database unavailable: ")
+                raise BackendUnavailable(
+                    f"the database of {use.keys[0]} ({redact_url(use.database.url)}) is "
+                    f"unavailable: {reason}") from error
         else:
             migrations.check_schema(use.database, use.keys[0].rsplit(".", 1)[0]
                                     + ".create_tables")

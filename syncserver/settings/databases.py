@@ -25,28 +25,19 @@ _DATABASE_KINDS = {"mysql": "MySQL/MariaDB", "mariadb": "MySQL/MariaDB",
                    "postgresql": "PostgreSQL", "sqlite": "SQLite"}
 
 
-def database_settings(settings):
-    """``[(key, url)]`` for every SQL URL ``settings`` (parsed) will open, storage first."""
-    used = [("storage.sqluri", settings.storage.sqluri), ("auth.sqluri", settings.auth.sqluri)]
-    if settings.smtp.host:
-        used.append(("reset.sqluri", settings.reset.sqluri))
-    if settings.nodes.in_use:
-        used.append(("nodes.sqluri", settings.nodes.sqluri))
-    if settings.throttle.enabled and not settings.throttle.redis_url:
-        used.append(("throttle.sqluri", settings.throttle.sqluri))
-    return [(key, url) for key, url in used if url]
-
-
 def check_drivers(settings):
     """Raise :class:`ConfigError` when a database URL in use lacks its driver."""
-    if settings.throttle.enabled and settings.throttle.redis_url:
+    redis_keys = [key for key, used in (
+        ("auth.redis_url", settings.auth.redis_url),
+        ("throttle.redis_url", settings.throttle.enabled and settings.throttle.redis_url)) if used]
+    if redis_keys:
         try:
             import redis  # noqa: F401
         except ImportError as error:
             what, install = missing_module(error)
-            raise ConfigError(f"throttle.redis_url needs {what}, which is not installed: "
+            raise ConfigError(f"{redis_keys[0]} needs {what}, which is not installed: "
                               f"{install}.") from None
-    for key, url in database_settings(settings):
+    for key, url in settings.sql_url_settings():
         try:
             dialect = make_url(url).get_dialect()
         except sqlalchemy_exc.ArgumentError:
@@ -77,7 +68,7 @@ def unavailable_sentence(error, settings):
     text = str(error)
     if not text.startswith("database unavailable"):
         return text
-    urls = dict(database_settings(settings))
+    urls = dict(settings.sql_url_settings())
     keys = [key for key in _SERVICE_KEYS.get(getattr(error, "service", ""), ()) if key in urls]
     if not keys:
         return text

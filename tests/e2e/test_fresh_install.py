@@ -137,6 +137,7 @@ def test_admin_check_passes_on_the_base_install(bare_venv, tmp_path):
     ({"storage.backend": "redis", "storage.wrapped_backend": "sql",
       "storage.redis_url": "redis://127.0.0.1:6379/0"}, "redis"),
     ({"throttle.redis_url": "redis://127.0.0.1:6379/0"}, "redis"),
+    ({"auth.redis_url": "redis://127.0.0.1:6379/0"}, "redis"),
     ({"auth.backend": "ldap", "auth.ldapuri": "ldap://127.0.0.1",
       "auth.users_base_dn": "ou=people,dc=example,dc=org"}, "ldap"),
 ])
