@@ -31,8 +31,10 @@ from syncserver.controllers.user import UserController
 from syncserver.db import DatabaseRegistry
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.health import HEARTBEAT_TIMEOUT_SECONDS, SMTP_CHECK_SECONDS, Dependency, Heartbeat
+from syncserver.logsetup import ensure_logging
 from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings
+from syncserver.settings.databases import redact_url, unavailable_sentence
 from syncserver.settings.generated_secret import with_master_secret
 from syncserver.storage import StorageBackend
 from syncserver.throttle.login import (
@@ -55,15 +57,18 @@ def make_app(global_conf=None, **settings):
 
     A configuration error or a database that cannot be set up stops the
     server with one sentence instead of a traceback. With
-    ``logging.access_log`` on, the app is wrapped in the access log.
+    ``logging.access_log`` on, the app is wrapped in the access log. An ini
+    without logging sections still logs (:mod:`syncserver.logsetup`).
     """
+    ensure_logging()
     here = (global_conf or {}).get("here")
     try:
         app = build_app(settings, here=here)
     except ConfigError as error:
         raise SystemExit(f"syncserver: configuration error: {error}") from None
     except BackendUnavailable as error:
-        raise SystemExit(f"syncserver: cannot start: {error}") from None
+        reason = unavailable_sentence(error, parse_settings(settings))
+        raise SystemExit(f"syncserver: cannot start: {reason}") from None
     if app.settings.logging.access_log:
         return AccessLogMiddleware(app, app.settings.logging.access_format,
                                    app.settings.global_.trusted_proxies)
@@ -150,6 +155,9 @@ def build_components(settings, *, credentials_cache_seconds=None, allow_new_user
                 components.auth, components.reset_codes, components.mailer,
                 _guesses(throttle, RESET_CODE),
                 ResetMailLimit(throttle.throttle) if throttle else None)
+            if not settings.global_.public_url and not settings.global_.allowed_hosts:
+                logger.warning("password reset will refuse to mail links until "
+                               "global.public_url (or global.allowed_hosts) is set")
         prepare_schemas(databases)
     except BaseException:
         components.close()
@@ -185,7 +193,15 @@ def prepare_schemas(databases):
         if use.prepared_keys == use.keys:
             continue
         if use.create_tables:
-            migrations.ensure_schema(use.database)
+            try:
+                migrations.ensure_schema(use.database)
+            except BackendUnavailable as error:
+                # Name the setting and the URL (password hidden): "database unavailable" alone
+                # does not say which of several databases, nor where it was looked for.
+                reason = str(error).removeprefix("database unavailable: ")
+                raise BackendUnavailable(
+                    f"the database of {use.keys[0]} ({redact_url(use.database.url)}) is "
+                    f"unavailable: {reason}") from error
         else:
             migrations.check_schema(use.database, use.keys[0].rsplit(".", 1)[0]
                                     + ".create_tables")

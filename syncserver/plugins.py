@@ -11,6 +11,7 @@ import importlib
 import inspect
 
 from syncserver.errors import ConfigError
+from syncserver.extras import is_optional_module, missing_module
 
 
 class Plugin:
@@ -57,6 +58,10 @@ def resolve_backend(key, value, aliases, interface):
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
+        if is_optional_module(error):
+            what, install = missing_module(error)
+            raise ConfigError(f"{key} = {value!r} needs {what}, which is not installed: "
+                              f"{install}.") from None
         raise ConfigError(
             f"{key} = {value!r}: cannot import module {module_name!r} ({error}).") from None
     backend = getattr(module, attribute, None)

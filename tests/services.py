@@ -264,6 +264,9 @@ class GunicornServer:
             [self.program(), "--paste", str(self.ini), "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--worker-class", "gthread",
              "--threads", str(self.threads), "--timeout", "120", "--graceful-timeout", "2",
+             # Idle keep-alive connections stay open longer than any test client idles
+             # (the default, 2 s, closes them under a client that is about to reuse them).
+             "--keep-alive", "75",
              *self._no_control_socket()],
             cwd=self.directory, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()

@@ -53,7 +53,7 @@ def test_ini_files_use_only_documented_keys():
     root = REFERENCE.parent.parent
     documented = documented_keys()
     for name in ("development.ini", "production.ini"):
-        text = (root / name).read_text().split("[server:main]")[0]
+        text = (root / name).read_text().split("\n[server:main]")[0]
         keys = set(re.findall(r"^([a-z0-9_]+\.[a-z0-9_]+)\s*=", text, re.MULTILINE))
         assert keys and keys <= documented, name
 
@@ -70,3 +70,30 @@ def test_sphinx_builds_the_documentation_without_a_warning(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "html" / "index.html").exists()
+
+
+def _shape(value):
+    """The keys and value types of a JSON document, values left out (latencies vary)."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+def test_the_quick_start_heartbeat_is_what_development_ini_answers(tmp_path):
+    import json
+
+    import webtest
+
+    from syncserver.app import make_app
+
+    quickstart = (REFERENCE.parent / "quickstart.rst").read_text()
+    shown = re.search(r"__heartbeat__\n\n\.\. code-block:: none\n\n   (\{.*\})\n", quickstart)
+    assert shown, "docs/quickstart.rst should show the heartbeat's answer"
+    raw = settings.read_ini(REFERENCE.parent.parent / "development.ini")
+    raw["storage.sqluri"] = f"sqlite:///{tmp_path / 'heartbeat.db'}"
+    app = make_app({}, **raw)
+    try:
+        answer = webtest.TestApp(app).get("/__heartbeat__").json
+    finally:
+        app.close()
+    assert _shape(json.loads(shown.group(1))) == _shape(answer)

@@ -4,7 +4,7 @@ Every import counts, also those inside functions. The layers, lowest first;
 a package may import its own layer's packages only where :data:`ALLOWED_SIDEWAYS`
 says so (the foundation's small modules excepted), and any lower layer freely::
 
-    foundation   errors, metrics, templating, logfmt, plugins
+    foundation   errors, metrics, templating, logfmt, logsetup, plugins, extras, wording
     db           the shared database layer
     backends     storage, auth, nodes, throttle, captcha, tokenserver (each family alone)
     lifecycle    accounts (password reset needs the auth interface)
@@ -13,7 +13,7 @@ says so (the foundation's small modules excepted), and any lower layer freely::
     schema       migrations (the tables of every backend; reads settings for the CLI)
     web          web layer, routing
     controllers  controllers
-    entry        app (the composition root), admin, testing
+    entry        app (the composition root), admin, testing, serving (paster's server)
 """
 
 import ast
@@ -23,7 +23,8 @@ import sys
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "syncserver"
 
 LAYERS = (
-    ("foundation", {"errors", "metrics", "templating", "logfmt", "plugins", "(root)"}),
+    ("foundation", {"errors", "metrics", "templating", "logfmt", "logsetup", "plugins", "extras",
+                    "wording", "(root)"}),
     ("db", {"db"}),
     ("backends", {"storage", "auth", "nodes", "throttle", "captcha", "tokenserver"}),
     ("lifecycle", {"accounts"}),
@@ -32,7 +33,7 @@ LAYERS = (
     ("schema", {"migrations"}),
     ("web", {"web", "routing"}),
     ("controllers", {"controllers"}),
-    ("entry", {"app", "admin", "testing"}),
+    ("entry", {"app", "admin", "testing", "serving"}),
 )
 
 #: Imports between packages of one layer that are part of the design.

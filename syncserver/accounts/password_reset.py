@@ -6,6 +6,11 @@
 2. :meth:`PasswordReset.reset_password` redeems the code (once, before it
    expires) and sets the new password; the old one stops working at once.
 
+A pending code dies with the credentials it was issued against: every other
+way a password or address changes (the User API, ``syncserver-admin``) calls
+:meth:`PasswordReset.credentials_changed` (or :func:`void_pending_code`),
+so a link mailed before the change can no longer take the account over.
+
 It needs only :class:`~syncserver.auth.AuthBackend`'s ``get_user`` and
 ``set_password``, so it works with any authentication backend. Wrong codes
 are security events (logger ``syncserver.security``; the code itself is
@@ -157,6 +162,10 @@ class PasswordReset:
         self.codes.clear(user.user_id)
         security_log.info("PasswordResetCleared for user %r", user.username)
 
+    def credentials_changed(self, user, what):
+        """Void ``user``'s pending code: ``what`` (``"password changed"``...) happened."""
+        return void_pending_code(self.codes, user, what)
+
     def _check_manages_passwords(self):
         if not self.auth.manages_accounts:
             raise AccountsManagedElsewhere(PASSWORDS_ELSEWHERE)
@@ -166,6 +175,17 @@ class PasswordReset:
         if user is None or not user.enabled:
             raise UnknownAccount(username)
         return user
+
+
+def void_pending_code(codes, user, what):
+    """Forget ``user``'s code in ``codes`` (a :class:`ResetCodeStore`) because of ``what``.
+
+    Returns True when there was one (and logs it as a security event).
+    """
+    voided = codes.clear(user.user_id)
+    if voided:
+        security_log.info("PasswordResetVoided for user %r: %s", user.username, what)
+    return voided
 
 
 def describe_duration(seconds):

@@ -7,6 +7,7 @@ still run (all but the configuration check, which they all need).
 """
 
 import dataclasses
+import sys
 import time
 
 from syncserver import migrations
@@ -84,10 +85,8 @@ def check_schema(context):
 
 def check_cache(context):
     """The Redis cache in front of the storage (``storage.backend = redis``) answers PING."""
-    from syncserver.storage.redis import RedisCachedStorage
-
     storage_settings = context.settings.storage
-    if not issubclass(storage_settings.backend, RedisCachedStorage):
+    if not _is_backend(storage_settings.backend, "syncserver.storage.redis", "RedisCachedStorage"):
         return None
     import redis
 
@@ -102,9 +101,7 @@ def check_cache(context):
 
 def check_directory(context):
     """The LDAP service account binds and sees ``auth.users_base_dn``."""
-    from syncserver.auth.ldap import LDAPAuth
-
-    if not issubclass(context.settings.auth.backend, LDAPAuth):
+    if not _is_backend(context.settings.auth.backend, "syncserver.auth.ldap", "LDAPAuth"):
         return None
     auth = context.auth.backend
     auth.check_search_base()
@@ -186,6 +183,16 @@ def run_checks(context, args):
         context.stderr.write(f"syncserver-admin: check failed: {', '.join(failed)}\n")
         return 1
     return 0
+
+
+def _is_backend(backend, module_name, class_name):
+    """True when ``backend`` is (a subclass of) ``module_name.class_name``.
+
+    Without importing the module: a class from it exists only if the
+    settings imported it, and its driver (redis, ldap) may not be installed.
+    """
+    module = sys.modules.get(module_name)
+    return module is not None and issubclass(backend, getattr(module, class_name))
 
 
 def _backend_name(section):

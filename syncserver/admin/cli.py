@@ -16,6 +16,7 @@ import sys
 from syncserver.admin.context import AdminContext, AdminError
 from syncserver.auth import AuthError
 from syncserver.errors import BackendUnavailable, ConfigError
+from syncserver.settings.databases import unavailable_sentence
 
 #: Subcommand modules of :mod:`syncserver.admin`, in the order ``--help`` lists them.
 COMMAND_MODULES = ("users", "nodes", "maintenance", "transfer", "checks", "configuration",
@@ -84,7 +85,10 @@ def main(argv=None, stdout=None, stderr=None, stdin=None):
                            quiet=args.quiet)
     try:
         return args.handler(context, args) or 0
-    except (AdminError, ConfigError, BackendUnavailable, AuthError) as error:
+    except BackendUnavailable as error:
+        print(f"syncserver-admin: {_sentence(_unavailable(error, context))}", file=stderr)
+        return 1
+    except (AdminError, ConfigError, AuthError) as error:
         print(f"syncserver-admin: {_sentence(error)}", file=stderr)
         return 1
     except KeyboardInterrupt:
@@ -98,6 +102,14 @@ def main(argv=None, stdout=None, stderr=None, stdin=None):
         return 1
     finally:
         context.close()
+
+
+def _unavailable(error, context):
+    """The error naming the setting and URL of the database that does not answer."""
+    try:
+        return unavailable_sentence(error, context.settings)
+    except ConfigError:
+        return error
 
 
 def _sentence(error):

@@ -11,7 +11,10 @@ from syncserver.auth import AuthBackend
 from syncserver.migrations import SchemaNotReady
 from syncserver.nodes import NodeBackend
 from syncserver.settings import parse_settings, read_ini
+from syncserver.settings.databases import redact_url
 from syncserver.storage import StorageBackend
+
+__all__ = ["AdminContext", "AdminError", "Progress", "format_bytes", "format_time", "redact_url"]
 
 
 class AdminError(Exception):
@@ -154,16 +157,6 @@ def _cell(value):
 
 def _is_number(text):
     return text == "-" or text.replace(".", "", 1).isdigit()
-
-
-def redact_url(url):
-    """A database URL fit to print: the password hidden."""
-    import sqlalchemy
-
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "(an unreadable URL)"
 
 
 def format_time(epoch_seconds):

@@ -11,6 +11,7 @@ import argparse
 import time
 
 from syncserver.admin.context import AdminError, format_bytes
+from syncserver.wording import count_of
 
 
 def register(subparsers):
@@ -72,11 +73,13 @@ def _report_purge(context, args, summary, dry_run):
     if args.json:
         context.echo_json(summary)
     elif dry_run:
-        known = "an unknown number of" if summary["expired"] is None else summary["expired"]
-        context.echo(f"{known} expired items would be purged.")
+        known = ("An unknown number of expired items" if summary["expired"] is None
+                 else count_of(summary["expired"], "expired item"))
+        context.echo(f"{known} would be purged.")
     else:
-        context.echo(f"Purged {summary['purged']} expired items in {summary['batches']} "
-                     f"batches of up to {args.batch_size} ({summary['seconds']:.2f} s).")
+        context.echo(f"Purged {count_of(summary['purged'], 'expired item')} in "
+                     f"{count_of(summary['batches'], 'batch', 'batches')} of up to "
+                     f"{args.batch_size} ({summary['seconds']:.2f} s).")
         if summary["reclaimed_bytes"]:
             context.echo(f"Gave {format_bytes(summary['reclaimed_bytes'])} back to the "
                          "file system.")

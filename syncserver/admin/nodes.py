@@ -11,6 +11,7 @@ import argparse
 from syncserver.admin.context import AdminError
 from syncserver.nodes import NodeExists, NodeNotFound
 from syncserver.settings import normalize_node_url
+from syncserver.wording import count_of
 
 LIST_COLUMNS = ("url", "capacity", "load", "available", "downed", "backoff")
 
@@ -92,7 +93,7 @@ def set_node(context, args):
         node = context.nodes.update_node(url, **changes)
         if args.unassign_all:
             count = context.nodes.unassign_all(url)
-            context.echo(f"unassigned {count} users from {url}")
+            context.echo(f"unassigned {count_of(count, 'user')} from {url}")
             node = context.nodes.get_node(url) or node
     except NodeNotFound:
         raise AdminError(f"there is no node {url}") from None
@@ -108,7 +109,8 @@ def remove_node(context, args):
         count = context.nodes.remove_node(url)
     except NodeNotFound:
         raise AdminError(f"there is no node {url}") from None
-    context.echo(f"removed {url}; {count} users will get another node on their next request")
+    context.echo(f"removed {url}; {count_of(count, 'user')} will get another node on their "
+                 "next request")
     return 0
 
 

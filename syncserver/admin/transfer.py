@@ -12,6 +12,7 @@ from syncserver.importers import MigrationError, import_accounts
 from syncserver.importers.export_file import read_export, write_export
 from syncserver.importers.mozilla_sync11 import COLLECTION_TABLES, MozillaSync11Source
 from syncserver.importers.weave_minimal import WeaveMinimalSource
+from syncserver.wording import count_of
 
 SOURCES = {"mozilla-sync11": "a database URL of Mozilla's Sync 1.1 server",
            "weave-minimal": "a weave-minimal data directory"}
@@ -60,7 +61,8 @@ def run_export(context, args):
     with _output(args.file) as stream:
         collections, records = write_export(stream, user, password_hash, context.storage)
     if args.file != "-":
-        context.echo(f"exported {user.username}: {collections} collections, {records} records "
+        context.echo(f"exported {user.username}: {count_of(collections, 'collection')}, "
+                     f"{count_of(records, 'record')} "
                      f"to {args.file}")
     if password_hash is None:
         context.echo("note: the authentication backend does not reveal password hashes; "

@@ -9,6 +9,7 @@ import getpass
 import re
 
 from syncserver.accounts.deletion import delete_account
+from syncserver.accounts.password_reset import void_pending_code
 from syncserver.admin.context import AdminError, format_bytes, format_time
 from syncserver.auth import UserExists, UserNotFound
 from syncserver.auth.usernames import extract_username, is_weak_password
@@ -86,10 +87,20 @@ def add_user(context, args):
     email = args.email or (args.username if "@" in args.username else None)
     if email and "@" in args.username and args.email and username != _username(email):
         raise AdminError("USERNAME is an e-mail address different from --email.")
-    if email and context.settings.auth.strict_usernames and username != _username(email):
-        raise AdminError(
-            f"with auth.strict_usernames on, the username must be the Sync hash of the e-mail "
-            f"address ({_username(email)}): give the address alone as USERNAME.")
+    if not context.auth.manages_accounts:
+        raise AdminError(f"{username} cannot be created here: the accounts are in a directory "
+                         "this server only reads; create it there.")
+    if context.settings.auth.strict_usernames:
+        if not email:
+            raise AdminError(
+                "with auth.strict_usernames on (the default) an account is named by the Sync "
+                "hash of its e-mail address, as clients compute it, and password reset mails "
+                "that address: give the address as USERNAME "
+                "(syncserver-admin user add alice@example.org).")
+        if username != _username(email):
+            raise AdminError(
+                f"with auth.strict_usernames on, the username must be the Sync hash of the "
+                f"e-mail address ({_username(email)}): give the address alone as USERNAME.")
     password = _read_password(context, args, username)
     try:
         user = context.auth.create_user(username, password, email)
@@ -98,6 +109,9 @@ def add_user(context, args):
     except ValueError as error:
         raise AdminError(f"cannot create {username}: {error}.") from None
     context.echo(f"Created account {user.username} (user id {user.user_id}).")
+    if not email:
+        context.echo(f"Note: {user.username} has no e-mail address, so it cannot reset a "
+                     "forgotten password (give one with --email).")
     return 0
 
 
@@ -171,6 +185,10 @@ def set_enabled(context, args):
         context.auth.set_enabled(username, args.enabled)
     except UserNotFound:
         raise AdminError(f"there is no account named {username}.") from None
+    if not args.enabled:
+        user = context.auth.get_user(username)
+        if user is not None:
+            _void_reset_code(context, user, "account disabled by syncserver-admin")
     if args.enabled:
         context.echo(f"Enabled {username}.")
     else:
@@ -204,7 +222,9 @@ def set_password(context, args):
         context.auth.set_password(user.username, password)
     except UserNotFound:
         raise AdminError(f"there is no account named {user.username}.") from None
-    context.echo(f"Changed the password of {user.username}; the old one stops working.")
+    voided = _void_reset_code(context, user, "password set by syncserver-admin")
+    context.echo(f"Changed the password of {user.username}; the old one stops working"
+                 + (", and so does the reset link mailed before." if voided else "."))
     return 0
 
 
@@ -281,6 +301,13 @@ def _read_password(context, args, username):
     if is_weak_password(username, password):
         raise AdminError("the password is too weak: at least 8 bytes, and not the username.")
     return password
+
+
+def _void_reset_code(context, user, what):
+    """A reset link mailed before a password change, a disable or a delete stops working."""
+    if context.reset_codes_if_used is None:
+        return False
+    return void_pending_code(context.reset_codes_if_used, user, what)
 
 
 def _status(user):

@@ -35,8 +35,10 @@ from syncserver.accounts.password_reset import (
     describe_duration,
 )
 from syncserver.auth.usernames import extract_username, is_weak_password
+from syncserver.controllers.bodies import read_form
+from syncserver.protocol.query import query_parameters
 from syncserver.web.csrf import CSRFGuard, derive_secret
-from syncserver.web.public_url import public_base_url
+from syncserver.web.public_url import MailBaseUnknown, mail_base_url, public_base_url
 from syncserver.web.request_context import client_address
 
 logger = logging.getLogger("syncserver")
@@ -83,12 +85,12 @@ class PagesController:
             return self._managed_elsewhere(request, "password")
         if self.password_reset is None:
             return self._reset_not_configured(request)
-        key = request.GET.get("key")
+        params = query_parameters(request)
+        key = params.get("key")
         if key is not None:
             return self._render(request, "reset_password.html",
-                                username=request.GET.get("username", ""), key=key)
-        return self._render(request, "reset_request.html",
-                            username=request.GET.get("username", ""))
+                                username=params.get("username", ""), key=key)
+        return self._render(request, "reset_request.html", username=params.get("username", ""))
 
     def password_reset_submit(self, request):
         if not self.auth.manages_accounts:
@@ -105,13 +107,19 @@ class PagesController:
         if not typed:
             return self._render(request, "reset_request.html", status=400, username="",
                                 error="Please enter your user name or e-mail address.")
+        try:
+            base_url = mail_base_url(request, self.global_settings)
+        except MailBaseUnknown:
+            return self._render(
+                request, "message.html", status=400 if self.global_settings.allowed_hosts else 503,
+                title="Password reset is not available here",
+                message="This server does not send password-reset mail for the address you "
+                        "reached it by. Please ask its administrator for the right address.")
         username = _normalize_username(typed)
         try:
             if username is None:
                 raise UnknownAccount(typed)
-            self.password_reset.send_link(
-                username, public_base_url(request, self.global_settings),
-                client=client_address(request))
+            self.password_reset.send_link(username, base_url, client=client_address(request))
         except (UnknownAccount, NoEmailAddress, TooManyResetMails) as refused:
             # Said nowhere but in the log: the page must not tell who has an account.
             logger.info("no reset mail sent for %r: %s", typed[:100], type(refused).__name__)
@@ -222,7 +230,7 @@ class PagesController:
         return self._render(request, "message.html", status=403, title=title, message=message)
 
     def _check_form(self, request):
-        """Refuse empty, oversized, non-form or forged POSTs before reading a field."""
+        """Refuse empty, oversized, non-form, unreadable or forged POSTs before reading a field."""
         length = request.content_length
         if not length:
             raise exc.HTTPBadRequest("The form is empty.")
@@ -231,6 +239,7 @@ class PagesController:
         if request.content_type not in ("application/x-www-form-urlencoded",
                                         "multipart/form-data"):
             raise exc.HTTPUnsupportedMediaType("Send the form as a web browser does.")
+        read_form(request, MAX_FORM_BYTES)
         self.csrf.check(request, public_base_url(request, self.global_settings))
 
     def _render(self, request, template, status=200, headers=None, **context):

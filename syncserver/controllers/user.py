@@ -42,9 +42,10 @@ from syncserver.auth.usernames import (
 )
 from syncserver.controllers.bodies import read_json_body, read_text_body
 from syncserver.protocol import respcodes
+from syncserver.protocol.query import query_parameters
 from syncserver.protocol.respcodes import WeaveError
 from syncserver.web.basic_auth import authenticate_request
-from syncserver.web.public_url import public_base_url
+from syncserver.web.public_url import MailBaseUnknown, mail_base_url, public_base_url
 from syncserver.web.request_context import client_address
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ MANAGED_ELSEWHERE_MESSAGE = (
     "to create, change or delete yours.")
 WEAK_PASSWORD_MESSAGE = (
     "Password should be at least 8 characters and not the same as your username")
+MAIL_LINKS_UNCONFIGURED_MESSAGE = (
+    "Password reset cannot send links: this server does not know its public address "
+    "(global.public_url).")
+MAIL_HOST_REFUSED_MESSAGE = (
+    "Password reset links are sent only for this server's own host names; the request "
+    "named another host.")
 
 
 class UserController:
@@ -144,6 +151,7 @@ class UserController:
         user = authenticate_request(request, self.auth, username, self.throttle)
         self._check_manages_accounts()
         self.auth.set_password(user.username, new_password)
+        self._void_reset_code(user, "password changed")
         return _text("success")
 
     def _change_password_with_code(self, request, username, new_password, code):
@@ -166,20 +174,29 @@ class UserController:
             raise WeaveError(respcodes.NO_EMAIL_ADDRESS)
         self._check_manages_accounts()
         self.auth.set_email(request.sync_user.username, email)
+        # A link mailed to the old address must not outlive it.
+        self._void_reset_code(request.sync_user, "e-mail address changed")
         return _text(email)
 
     def request_password_reset(self, request, username):
         """Mail a reset link (reference §3.8), the captcha checked in the query when configured."""
         self._check_manages_accounts()
         reset = self._reset_flow()
+        try:
+            base_url = mail_base_url(request, self.global_settings)
+        except MailBaseUnknown:
+            if not self.global_settings.allowed_hosts:
+                raise self._unavailable(MAIL_LINKS_UNCONFIGURED_MESSAGE) from None
+            raise exc.HTTPBadRequest(MAIL_HOST_REFUSED_MESSAGE) from None
         check = None
         if self.captcha is not None and not self._has_shared_secret(request):
+            params = query_parameters(request)
+
             def check():
-                self._check_captcha(request, request.GET.get("captcha-challenge"),
-                                    request.GET.get("captcha-response"))
+                self._check_captcha(request, params.get("captcha-challenge"),
+                                    params.get("captcha-response"))
         try:
-            reset.send_link(username, public_base_url(request, self.global_settings),
-                            check=check, client=client_address(request))
+            reset.send_link(username, base_url, check=check, client=client_address(request))
         except UnknownAccount:
             raise WeaveError(respcodes.INVALID_USERNAME) from None
         except NoEmailAddress:
@@ -192,6 +209,10 @@ class UserController:
     def cancel_password_reset(self, request, username):
         self._reset_flow().cancel(request.sync_user)
         return _text("success")
+
+    def _void_reset_code(self, user, what):
+        if self.password_reset is not None:
+            self.password_reset.credentials_changed(user, what)
 
     def _reset_flow(self):
         if self.password_reset is None:

@@ -17,9 +17,7 @@ from sqlalchemy import exc
 from syncserver.db import engines
 from syncserver.db.errors import translate_errors
 from syncserver.errors import BackendUnavailable, ConfigError
-
-#: The optional extra that installs each database's driver.
-_DRIVER_EXTRAS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
+from syncserver.extras import missing_module
 
 
 class Database:
@@ -39,8 +37,8 @@ class Database:
                 url, pool_size=pool_size, pool_timeout=pool_timeout, pool_recycle=pool_recycle,
                 connect_timeout=connect_timeout, query_timeout=query_timeout)
         except ImportError as error:
-            raise ConfigError(f"{key} needs a database driver that is not installed "
-                              f"({error}): {_install_hint(url)}") from None
+            what, install = missing_module(error)
+            raise ConfigError(f"{key} needs {what}, which is not installed: {install}.") from None
         except exc.ArgumentError as error:
             raise ConfigError(f"{key} is not a usable database URL: {error}") from None
 
@@ -101,14 +99,3 @@ class Database:
     def close(self):
         """Close every pooled connection (the object can still be used: it reconnects)."""
         self.engine.dispose()
-
-
-def _install_hint(url):
-    try:
-        backend = sqlalchemy.engine.make_url(url).get_backend_name()
-    except exc.ArgumentError:
-        backend = None
-    extra = _DRIVER_EXTRAS.get(backend)
-    if extra is None:
-        return "install the driver SQLAlchemy names for this URL"
-    return f"pip install 'syncserver[{extra}]'"

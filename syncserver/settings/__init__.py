@@ -19,6 +19,7 @@ from syncserver.captcha import CaptchaBackend
 from syncserver.errors import ConfigError
 from syncserver.nodes import NodeBackend
 from syncserver.plugins import resolve_backend
+from syncserver.settings.databases import check_drivers
 from syncserver.settings.sections import (
     _SECTIONS,
     ACCESS_LOG_FORMATS,
@@ -121,9 +122,11 @@ def parse_settings(raw):
     storage15 = _build("storage15", Storage15Settings, grouped["storage15"],
                        defaults={"redis_url": auth.redis_url})
     _check_storage15(storage, storage15)
-    return Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
-                    smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
-                    logging=logging_, metrics=metrics, storage15=storage15)
+    parsed = Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
+                      smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
+                      logging=logging_, metrics=metrics, storage15=storage15)
+    check_drivers(parsed)
+    return parsed
 
 
 def _check_storage15(storage, storage15):

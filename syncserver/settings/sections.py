@@ -11,7 +11,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 
-from syncserver.settings.values import parse_choice, parse_networks, parse_words
+from syncserver.settings.values import parse_choice, parse_hosts, parse_networks, parse_words
 
 ACCESS_LOG_FORMATS = ("combined", "json")
 
@@ -130,6 +130,9 @@ class GlobalSettings:
     retry_after: int = 1800
     #: The URL clients reach the server at (scheme, host, prefix); None: from the request.
     public_url: str | None = None
+    #: Without public_url: the hosts a request may name for a link that is mailed (reset).
+    allowed_hosts: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_hosts(key, value)})
     #: Proxies (addresses or networks) whose X-Forwarded-* headers are believed; none by default.
     trusted_proxies: tuple = dataclasses.field(
         default=(), metadata={"parse": lambda key, value: parse_networks(key, value)})
@@ -304,18 +307,22 @@ class Settings:
     metrics: MetricsSettings
     storage15: Storage15Settings = Storage15Settings()
 
+    def sql_url_settings(self):
+        """``[(key, url)]`` of every SQL URL this configuration uses, storage's first."""
+        named = [("storage.sqluri", self.storage.sqluri), ("auth.sqluri", self.auth.sqluri)]
+        if self.nodes.in_use:
+            named.append(("nodes.sqluri", self.nodes.sqluri))
+        if self.smtp.host:
+            named.append(("reset.sqluri", self.reset.sqluri))
+        if self.throttle.enabled and not self.throttle.redis_url:
+            named.append(("throttle.sqluri", self.throttle.sqluri))
+        return [(key, url) for key, url in named if url]
+
     def sql_urls(self):
         """Every SQL database this configuration uses, once each, storage's first."""
-        named = [self.storage.sqluri, self.auth.sqluri]
-        if self.nodes.in_use:
-            named.append(self.nodes.sqluri)
-        if self.smtp.host:
-            named.append(self.reset.sqluri)
-        if self.throttle.enabled and not self.throttle.redis_url:
-            named.append(self.throttle.sqluri)
         urls = []
-        for url in named:
-            if url and url not in urls:
+        for _, url in self.sql_url_settings():
+            if url not in urls:
                 urls.append(url)
         return urls
 

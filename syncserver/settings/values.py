@@ -55,6 +55,26 @@ def parse_words(key, value):
     return tuple(word for word in re.split(r"[\s,]+", str(value).strip()) if word)
 
 
+#: A host name or address, with an optional port (``sync.example.org``, ``[::1]:5000``, ``::1``).
+_HOST_ENTRY = re.compile(
+    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)"
+    r"(?::[0-9]{1,5})?")
+
+
+def parse_hosts(key, value):
+    """``sync.example.org localhost:5000, [::1]`` -> a tuple of host names (with their ports)."""
+    hosts = []
+    for item in re.split(r"[\s,]+", str(value).strip()):
+        if not item:
+            continue
+        if not _HOST_ENTRY.fullmatch(item):
+            raise ConfigError(
+                f"{key} must list host names or addresses, each with an optional port "
+                f"(such as sync.example.org or localhost:5000), not {item!r}.")
+        hosts.append(item.lower())
+    return tuple(hosts)
+
+
 def parse_choice(key, value, choices):
     text = str(value).strip().lower()
     if text not in choices:

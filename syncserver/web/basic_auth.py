@@ -19,6 +19,7 @@ from webob import exc
 from syncserver import metrics
 from syncserver.auth.usernames import extract_username
 from syncserver.web.request_context import USERNAME_KEY, client_address
+from syncserver.wording import count_of
 
 security_log = logging.getLogger("syncserver.security")
 
@@ -72,7 +73,7 @@ def authenticate_request(request, backend, path_username=None, throttle=None):
         if seconds:
             throttle.refused(username, address, seconds, reason)
             raise exc.HTTPTooManyRequests(
-                f"Too many failed logins; try again in {seconds} seconds.",
+                f"Too many failed logins; try again in {count_of(seconds, 'second')}.",
                 headers={"Retry-After": str(seconds)})
     user = backend.authenticate(username, password)
     if user is None:

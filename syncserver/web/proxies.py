@@ -10,7 +10,7 @@ import ipaddress
 import re
 
 #: What a host (and port) may look like in a node URL; anything else is ignored.
-_HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 #: A path prefix: slash-separated URL-safe segments.
 _PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*/?")
 
@@ -67,7 +67,7 @@ def forwarded_origin(environ, trusted_proxies):
     if scheme not in ("http", "https"):
         scheme = None
     host = _first(environ.get("HTTP_X_FORWARDED_HOST")) or None
-    if host is not None and not _HOST_RE.fullmatch(host):
+    if host is not None and not HOST_RE.fullmatch(host):
         host = None
     prefix = _first(environ.get("HTTP_X_FORWARDED_PREFIX")) or None
     if prefix is not None and not (prefix.startswith("/") and _PREFIX_RE.fullmatch(prefix)):

@@ -50,7 +50,10 @@ def admin_url(request):
 
 @pytest.fixture
 def admin_ini(tmp_path, admin_url):
-    return write_ini(tmp_path / "server.ini", admin_url, **{"storage.quota_size": "5120"})
+    """Plain usernames (alice, bob) are allowed here, as on a server with
+    ``auth.strict_usernames = false``; tests/admin/test_users.py checks the strict default."""
+    return write_ini(tmp_path / "server.ini", admin_url, **{
+        "storage.quota_size": "5120", "auth.strict_usernames": "false"})
 
 
 @pytest.fixture

@@ -63,6 +63,15 @@ def test_purge_in_batches_while_a_reader_works(admin_ini, backends):
     assert again.code == 0 and "Purged 0 expired items in 0 batches" in again.out
 
 
+def test_purge_counts_in_words(admin_ini, backends):
+    storage, _auth = backends
+    fill(storage, 1, "tabs", live=1, expired=1)
+    assert "1 expired item would be purged" in run_admin(
+        admin_ini, "purge-expired", "--dry-run").out
+    result = run_admin(admin_ini, "purge-expired")
+    assert result.code == 0 and "Purged 1 expired item in 1 batch of up to" in result.out
+
+
 def test_purge_dry_run_counts_only(admin_ini, backends):
     storage, _auth = backends
     fill(storage, 1, "tabs", live=1, expired=5)
@@ -129,7 +138,7 @@ def test_db_upgrade_creates_both_databases(tmp_path, sqlite_url, mysql_url):
     assert result.out.count("upgraded from nothing to") == 2
     assert "root@127.0.0.1" in result.out
     assert run_admin(ini, "check").code == 0
-    assert add_user(ini, "alice").code == 0
+    assert add_user(ini, "alice@example.org").code == 0
 
 
 def add_user(ini, name):

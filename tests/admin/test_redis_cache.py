@@ -30,7 +30,7 @@ def test_every_interface_method_is_overridden():
 def redis_ini(tmp_path, url, redis_url, **extra):
     return write_ini(tmp_path / "redis.ini", url, **{
         "storage.backend": "redis", "storage.wrapped_backend": "sql",
-        "storage.redis_url": redis_url, **extra})
+        "storage.redis_url": redis_url, "auth.strict_usernames": "false", **extra})
 
 
 def test_set_quota_through_the_cache_is_honoured_by_the_api(tmp_path, admin_url, redis_url):

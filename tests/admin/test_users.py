@@ -38,7 +38,8 @@ def test_add_by_email_derives_the_username_as_clients_do(admin_ini, backends):
 def test_add_with_password_file_and_registration_closed(tmp_path, admin_url, backends):
     from tests.admin.conftest import write_ini
 
-    ini = write_ini(tmp_path / "closed.ini", admin_url, **{"auth.allow_new_users": "false"})
+    ini = write_ini(tmp_path / "closed.ini", admin_url, **{
+        "auth.allow_new_users": "false", "auth.strict_usernames": "false"})
     secret = tmp_path / "password"
     secret.write_text(PASSWORD + "\n")
     result = run_admin(ini, "user", "add", "bob", "--password-file", str(secret))
@@ -54,7 +55,6 @@ def test_add_refusals(admin_ini, backends):
         (add(admin_ini, "carol", "carol"), "too weak"),
         (run_admin(admin_ini, "user", "add", "carol"), "no password given"),
         (add(admin_ini, "not a name!"), "neither a username"),
-        (add(admin_ini, "carol", PASSWORD, "--email", "c@example.org"), "strict_usernames"),
     ]
     for result, message in cases:
         assert result.code == 1, result
@@ -62,6 +62,35 @@ def test_add_refusals(admin_ini, backends):
         assert result.err.startswith("syncserver-admin: ") and result.err.count("\n") == 1
         assert "Traceback" not in result.err
     assert backends[1].get_user("carol") is None
+
+
+@pytest.fixture
+def strict_ini(tmp_path, admin_url):
+    """The default: auth.strict_usernames on."""
+    from tests.admin.conftest import write_ini
+
+    return write_ini(tmp_path / "strict.ini", admin_url)
+
+
+def test_strict_usernames_are_the_hash_of_an_address(strict_ini, backends):
+    for result in (add(strict_ini, "alice"),
+                   add(strict_ini, "carol", PASSWORD, "--email", "c@example.org")):
+        assert result.code == 1, result
+        assert "auth.strict_usernames" in result.err and "Sync hash" in result.err
+        assert result.err.startswith("syncserver-admin: ") and result.err.count("\n") == 1
+    assert backends[1].get_user("alice") is None and backends[1].get_user("carol") is None
+    by_address = add(strict_ini, "alice@example.org")
+    assert by_address.code == 0, by_address
+    assert "no e-mail address" not in by_address.out
+    hashed = sync_username("bob@example.org")
+    assert add(strict_ini, hashed, PASSWORD, "--email", "bob@example.org").code == 0
+    assert backends[1].get_user(hashed).email == "bob@example.org"
+
+
+def test_a_plain_username_without_address_is_told_it_cannot_reset(admin_ini, backends):
+    result = add(admin_ini, "erin")
+    assert result.code == 0, result
+    assert "cannot reset" in result.out
 
 
 def test_add_asks_twice_on_a_terminal(admin_ini, backends, monkeypatch):

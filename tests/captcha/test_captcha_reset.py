@@ -43,3 +43,11 @@ def test_unknown_user_is_code_3_before_the_captcha(captcha_app, provider):
     asked = len(provider.forms)
     assert captcha_app.get("/user/1.0/nobody/password_reset", status=400).json == 3
     assert len(provider.forms) == asked
+
+
+def test_a_captcha_answer_that_is_not_utf8_is_a_400(captcha_app, smtp_server):
+    response = captcha_app.get(
+        f"/user/1.0/{USERNAME}/password_reset?captcha-challenge=x&captcha-response=%ff",
+        status=400)
+    assert "UTF-8" in response.text
+    assert smtp_server.messages == []

@@ -17,8 +17,10 @@ LINK_RE = re.compile(r"(https?://\S+/weave-password-reset\?\S+)")
 
 
 def smtp_settings(port, **extra):
+    """Mail through the test SMTP server; links may name WebTest's host (``localhost``)."""
     return {"smtp.host": "127.0.0.1", "smtp.port": str(port),
-            "smtp.sender": "Sync <sync@example.org>", **extra}
+            "smtp.sender": "Sync <sync@example.org>", "global.allowed_hosts": "localhost",
+            **extra}
 
 
 @pytest.fixture

@@ -30,9 +30,11 @@ def production_ini_copy(directory, mysql_url, redis_url, port=None):
     sqluri = (f"mysql+mysqldb://{url.username}:${{SYNCSERVER_DB_PASSWORD}}"
               f"@{url.host}:{url.port}/{url.database}")
     text = PRODUCTION_INI.read_text()
-    text, count = re.subn(r"^(storage|auth)\.sqluri = .*$", rf"\1.sqluri = {sqluri}", text,
+    text, count = re.subn(r"^storage\.sqluri = .*$", f"storage.sqluri = {sqluri}", text,
                           flags=re.MULTILINE)
-    assert count == 2, "production.ini should set storage.sqluri and auth.sqluri"
+    # The accounts follow storage.sqluri: changing that one line moves them too.
+    assert count == 1, "production.ini should set storage.sqluri (and only storage's)"
+    assert not re.search(r"^auth\.sqluri", text, flags=re.MULTILINE)
     text, count = re.subn(r"^storage\.redis_url = .*$", f"storage.redis_url = {redis_url}", text,
                           flags=re.MULTILINE)
     assert count == 1, "production.ini should put Redis in front of the database"

@@ -8,13 +8,13 @@ script or a 1.1 client would be: no WebTest, no requests.
 """
 
 import base64
-import configparser
 import contextlib
 import hashlib
 import http.client
 import importlib.metadata
 import json
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -103,6 +103,13 @@ class Client:
     ``base`` is a URL; a relative path is appended to it, a path starting with
     ``/`` replaces its path. Every response is checked for a well-formed
     ``X-Weave-Timestamp`` (the server sends it on every response, errors too).
+
+    Like any HTTP client that keeps connections, it checks before each request
+    that the server has not closed the idle connection meanwhile (gunicorn
+    does after ``--keep-alive`` seconds, Apache after ``KeepAliveTimeout``),
+    and opens a new one if it has: sending on a closed connection would fail
+    with ``RemoteDisconnected`` although the server did nothing wrong. A
+    connection that closes *after* the request was sent is still an error.
     """
 
     def __init__(self, base, username=None, password=None, timeout=60):
@@ -142,6 +149,8 @@ class Client:
         all_headers.update(headers or {})
         if body is None and method in ("PUT", "POST"):
             body = b""
+        if _closed_by_peer(self.connection.sock):
+            self.connection.close()  # reopened by the request below
         self.connection.request(method, url, body=body, headers=all_headers)
         raw = self.connection.getresponse()
         data = raw.read()
@@ -162,6 +171,19 @@ class Client:
         return self.request("DELETE", path, **kw)
 
 
+def _closed_by_peer(sock):
+    """True when an idle keep-alive socket has been closed (or reset) by the server."""
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def check_weave_timestamp(response):
     value = response.headers.get("X-Weave-Timestamp")
     assert value is not None, f"no X-Weave-Timestamp on {response!r}"
@@ -174,14 +196,6 @@ def check_weave_timestamp(response):
 # --- the server process ----------------------------------------------------------------
 
 
-def development_server_options():
-    """``[server:main]`` options of development.ini (threads, backlog...), minus use/host/port."""
-    parser = configparser.RawConfigParser()
-    parser.read(DEVELOPMENT_INI)
-    return {key: value for key, value in parser.items("server:main")
-            if key not in ("use", "host", "port")}
-
-
 def write_ini(directory, port, app_overrides=None, sqluri=None):
     """Write ``syncserver-e2e.ini`` composing development.ini; return its path."""
     directory = Path(directory)
@@ -191,8 +205,8 @@ def write_ini(directory, port, app_overrides=None, sqluri=None):
     app.update(app_overrides or {})
     lines = ["[app:main]", f"use = config:{DEVELOPMENT_INI}"]
     lines += [f"{key} = {value}" for key, value in app.items()]
-    lines += ["", "[server:main]", "use = egg:waitress#main", "host = 127.0.0.1", f"port = {port}"]
-    lines += [f"{key} = {value}" for key, value in development_server_options().items()]
+    # development.ini's own server (threads, body limit...), on the test's port.
+    lines += ["", "[server:main]", f"use = config:{DEVELOPMENT_INI}", f"port = {port}"]
     path = directory / "syncserver-e2e.ini"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -105,8 +105,11 @@ def test_growing_delays_then_lockout(server, alice, clock, caplog):
     clock.advance(2)
     server.fail(alice)                                   # 5th: locked out
     assert server.login(alice, "x", ATTACKER, status=429).headers["Retry-After"] == "60"
+    assert "try again in 60 seconds." in server.login(alice, "x", ATTACKER, status=429).text
     clock.advance(59)
-    assert server.login(alice, address=ATTACKER, status=429).headers["Retry-After"] == "1"
+    last = server.login(alice, address=ATTACKER, status=429)
+    assert last.headers["Retry-After"] == "1"
+    assert "try again in 1 second." in last.text
     clock.advance(1)
     server.login(alice, address=ATTACKER)
 

@@ -1,0 +1,75 @@
+"""The server ``paster serve`` runs: waitress, with a taken port said in one sentence.
+
+``[server:main] use = egg:syncserver#waitress`` takes waitress's own options
+(``host``, ``port``, ``threads``, ``max_request_body_size``...). The only
+difference from ``egg:waitress#main``: before the application is loaded, it
+checks that the address can be listened on, and if not (another server on
+the port, a port below 1024 without root, an address this machine does not
+have) stops ``paster serve`` with one sentence and exit status 1 instead of
+a traceback. Written here because neither paster nor waitress offers it.
+
+``host`` and ``port`` given on the command line (``paster serve
+development.ini port=5001``) win over the ini's: PasteDeploy then drops the
+ini's own value of that name from the section and hands the command line's
+over in ``global_conf`` only, so without this factory waitress would fall
+back to its default port, 8080.
+"""
+
+import errno
+import socket
+
+#: errno -> what it means for a server that wants to listen.
+_LISTEN_PROBLEMS = {
+    errno.EADDRINUSE: "the port is in use (is another server running?)",
+    errno.EACCES: "permission denied (ports below 1024 need root)",
+    errno.EADDRNOTAVAIL: "this machine has no such address",
+}
+
+
+def waitress_server(global_conf, **options):
+    """``paste.server_factory``: check the listening address now; return the runner."""
+    if "listen" not in options:
+        for name in ("host", "port"):
+            if name not in options and global_conf.get(name):
+                options[name] = global_conf[name]
+    check_listen(options, global_conf.get("__file__"))
+
+    def serve(app):
+        import waitress
+
+        waitress.serve(app, **options)
+
+    return serve
+
+
+def check_listen(options, ini=None):
+    """Raise :class:`SystemExit` with a sentence unless every address in ``options`` is free."""
+    from waitress.adjustments import Adjustments
+
+    if "unix_socket" in options or "sockets" in options:
+        return
+    try:
+        adjustments = Adjustments(**options)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"syncserver: [server:main] is not usable: {error}") from None
+    for family, socktype, proto, address in adjustments.listen:
+        probe = socket.socket(family, socktype, proto)
+        try:
+            # As waitress will: a closed connection's TIME_WAIT does not block the port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)
+        except OSError as error:
+            raise SystemExit(_sentence(family, address, error, ini)) from None
+        finally:
+            probe.close()
+
+
+def _sentence(family, address, error, ini):
+    host, port = address[0], address[1]
+    shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    problem = _LISTEN_PROBLEMS.get(error.errno, error.strerror or str(error))
+    hint = (f"; choose another port: paster serve {ini} port=NUMBER"
+            if ini and error.errno == errno.EADDRINUSE else "")
+    return f"syncserver: cannot listen on {shown}: {problem}{hint}"
