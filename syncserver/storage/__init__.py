@@ -422,7 +422,10 @@ class StorageBackend(Plugin, abc.ABC):
         gets ``modified = T`` and its ttl counts from T. The batch is then
         gone: its id is not found again. A failure (or a crash) leaves the
         batch whole and nothing written. Returns a :class:`WriteResult`
-        whose ``modified`` lists every id written.
+        whose ``modified`` lists every id written and whose ``quota_left_kb``
+        is what was left with the batch counted (as Sync 1.5 reports it).
+        Checked in this order: the precondition, the batch, the limits, the
+        quota.
 
         Raises :class:`BatchNotFound`, :class:`BatchTooLarge` (limits as for
         :meth:`append_to_batch`, over the staged and the given items),

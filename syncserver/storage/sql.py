@@ -417,6 +417,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
                   quota_kb=None, *, rules=SYNC11_WRITES, precondition="collection"):
         """Lock (quota, precondition), one SELECT of the stored rows, one INSERT, UPDATEs."""
         writes = merge_writes(items)
+        _check_precondition_kind(precondition)
         if precondition == "item" and len(writes) != 1:
             raise ValueError('precondition="item" needs exactly one item')
         collection_id = self._collection_id(collection, create=True)
@@ -443,6 +444,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None, *,
                     precondition="collection"):
+        _check_precondition_kind(precondition)
         collection_id = self._collection_id(collection, create=False)
         if collection_id is None:
             return None
@@ -618,6 +620,11 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         with self._writing(user_id, None) as lock:
             lock.connection.execute(schema.SET_USER_QUOTA, {
                 "k_userid": user_id, "v_quota_kb": quota_kb})
+
+
+def _check_precondition_kind(precondition):
+    if precondition not in ("collection", "item"):
+        raise ValueError(f"unknown precondition {precondition!r}")
 
 
 def _require_sqluri(settings):
