@@ -2,11 +2,17 @@
 
 Every storage backend (the bundled SQL one, the Redis cache wrapper, a
 user's own class) implements :class:`StorageBackend`. Controllers talk only to
-this interface, so a caller never needs a backend's source.
+this interface, so a caller never needs a backend's source. The values it
+takes and returns (:mod:`syncserver.storage.values`) and the errors it
+raises (:mod:`syncserver.storage.errors`) are imported from here too.
 
 Conventions used by every method:
 
-- ``user_id`` is the integer id given by the authentication backend.
+- ``user_id`` is an integer. Sync 1.1 passes the id given by the
+  authentication backend (positive). Sync 1.5 passes
+  :func:`sync15_user_id` of the token's uid, the uid negated: a 1.5 uid and
+  a 1.1 account therefore never see each other's records, quotas, batches
+  or stamps, although they share the tables.
 - ``collection`` is a validated name matching ``[a-zA-Z0-9._-]{1,32}``.
 - Timestamps are **integers counting centiseconds** since the epoch
   (``1370000000.10`` s is ``137000000010``); no floats anywhere.
@@ -15,27 +21,35 @@ Conventions used by every method:
   ``"payload"``, ``"parentid"``, ``"predecessorid"`` (str) whose value is not
   null. ``ttl`` and sizes are never returned.
 - Expired items (``ttl`` in the past) are invisible to every read at once, yet
-  still count for collection timestamps until purged.
+  still count for collection timestamps until purged. A write treats an
+  expired item as absent: it is replaced whole, never brought back.
 
 Consistency rules every backend must keep (the conformance suite in
 :mod:`syncserver.testing` checks them):
 
-- Each write, and each delete that removed something, is stamped with
-  ``max(now, last stamp given to this user + 1)``: a user's timestamps never
-  go backwards and a write is always strictly newer than the collection's
-  previous timestamp.
-- ``if_unmodified_since`` is checked against the collection timestamp in the
-  same transaction as the write, so of two racing writers exactly one wins.
-- :meth:`StorageBackend.set_items` is one transaction: all items are stored
-  or none.
+- Each write is stamped with ``T = max(now, last stamp given to this user +
+  1)``: a user's timestamps never go backwards (not even after a deletion of
+  a collection or of everything) and a write is always strictly newer than
+  the collection's previous timestamp. The last stamp given out is the
+  user's *storage timestamp* (:meth:`StorageBackend.get_storage_timestamp`).
+- ``if_unmodified_since`` is checked against the target (the collection,
+  the one item, or the whole storage) in the same transaction as the write,
+  so of racing writers exactly one wins.
+- Every write is one transaction: all of it is applied or none, and a batch
+  commit makes the whole batch visible at once with one timestamp.
+- How a write stamps items and the collection is chosen by its
+  :class:`WriteRules`: :data:`SYNC11_WRITES` (the default) or the Sync 1.5
+  rules :data:`SYNC15_WRITES` and :data:`SYNC15_BATCH_COMMIT`.
 
 Quota and usage:
 
 - A write is refused with :class:`QuotaExceeded` when the user had no quota
   left *before* it (so the write that crosses the limit is accepted, as in
-  Sync 1.1), checked in the write's own transaction. The quota that applies
-  is the user's own (:meth:`StorageBackend.set_user_quota`) or else the
-  default the caller passes (``storage.quota_size``).
+  Sync 1.1), checked in the write's own transaction. A batch append or
+  commit also counts what the batch stages and brings (as Sync 1.5 servers
+  do). The quota that applies is the user's own
+  (:meth:`StorageBackend.set_user_quota`) or else the default the caller
+  passes (``storage.quota_size``).
 - The usage a write is checked against is the bytes (UTF-8) of every stored
   payload of the user, **expired items included until they are purged**:
   the bundled backend keeps it as a running total that every write, delete,
@@ -46,6 +60,19 @@ Quota and usage:
   only, as it always has: right after items expire it can be lower than the
   usage a write is checked against, until the next purge.
 
+Deleted users: :meth:`StorageBackend.delete_user` leaves a tombstone, and
+every later write for that id raises :class:`UserDeleted` (reads see
+nothing), so that a request already past authentication cannot bring a
+deleted account's rows back. Tombstones go after
+:data:`DELETED_USER_RETENTION_SECONDS` (:meth:`StorageBackend.purge_expired`):
+account ids are never reused by the authentication backends and the token
+server, so by then no request can still carry the old id.
+:meth:`StorageBackend.restore_records` (an import to that id) clears it.
+
+Optional capabilities (batches, per-user quotas, statistics, expiry hints)
+raise :class:`syncserver.errors.NotSupported` unless a backend implements
+them; callers answer as a server without the capability would.
+
 Multi-record reads that may be large go through
 :meth:`StorageBackend.stream_items`, which hands the records out in chunks
 (:class:`RecordStream`) so that a server's memory does not grow with the
@@ -53,56 +80,72 @@ collection.
 """
 
 import abc
-import dataclasses
-from collections.abc import Mapping
 
-from syncserver.errors import BackendUnavailable
+from syncserver.errors import NotSupported
 from syncserver.plugins import Plugin
+from syncserver.storage.errors import (
+    BatchNotFound,
+    BatchTooLarge,
+    ConflictError,
+    PreconditionFailed,
+    QuotaExceeded,
+    StorageError,
+    StorageUnavailable,
+    UserDeleted,
+)
+from syncserver.storage.values import (
+    NEVER_EXPIRES,
+    SYNC11_WRITES,
+    SYNC15_BATCH_COMMIT,
+    SYNC15_WRITES,
+    CollectionStatistics,
+    ItemQuery,
+    ItemWrite,
+    RecordStream,
+    StorageStatistics,
+    StoredRecord,
+    WriteResult,
+    WriteRules,
+)
 
-#: Absolute expiry (epoch seconds) stored for items that never expire (year 2286).
-NEVER_EXPIRES = 9_999_999_999
+__all__ = [
+    "DELETED_USER_RETENTION_SECONDS",
+    "NEVER_EXPIRES",
+    "SYNC11_WRITES",
+    "SYNC15_BATCH_COMMIT",
+    "SYNC15_WRITES",
+    "BatchNotFound",
+    "BatchTooLarge",
+    "CollectionStatistics",
+    "ConflictError",
+    "ItemQuery",
+    "ItemWrite",
+    "PreconditionFailed",
+    "QuotaExceeded",
+    "RecordStream",
+    "StorageBackend",
+    "StorageError",
+    "StorageStatistics",
+    "StorageUnavailable",
+    "StoredRecord",
+    "UserDeleted",
+    "WriteResult",
+    "WriteRules",
+    "quota_left_kb",
+    "sync15_user_id",
+]
+#: How long a deleted user's tombstone refuses writes before purge_expired removes it.
+DELETED_USER_RETENTION_SECONDS = 30 * 86400
 
 
-class StorageError(Exception):
-    """Base class of every error a storage backend raises on purpose."""
+def sync15_user_id(uid):
+    """The storage user id of Sync 1.5 uid ``uid``: ``-uid``.
 
-
-class StorageUnavailable(StorageError, BackendUnavailable):
-    """The database (or other service) behind the backend did not answer.
-
-    The application answers 503 with ``Retry-After``.
+    Sync 1.1 accounts have positive ids, so a 1.5 uid and a 1.1 account never
+    share records. This is the one definition; the tokenserver and the 1.5
+    controller both use it.
     """
-
-    service = "storage"
-
-
-class PreconditionFailed(StorageError):
-    """``if_unmodified_since`` was older than the collection's timestamp.
-
-    ``timestamp`` holds the collection's current timestamp (centiseconds).
-    The application answers 412; nothing was written.
-    """
-
-    def __init__(self, timestamp):
-        super().__init__(f"collection modified at {timestamp}")
-        self.timestamp = timestamp
-
-
-class ConflictError(StorageError):
-    """The write collided with concurrent changes and was not applied (400, code 4)."""
-
-
-class QuotaExceeded(StorageError):
-    """The user had no quota left before this write; nothing was written (400, code 14).
-
-    ``quota_kb`` is the quota that applies (KB), ``used_bytes`` the usage it
-    was checked against (expired items not yet purged included).
-    """
-
-    def __init__(self, quota_kb, used_bytes):
-        super().__init__(f"{used_bytes} bytes used of a quota of {quota_kb} KB")
-        self.quota_kb = quota_kb
-        self.used_bytes = used_bytes
+    return -int(uid)
 
 
 def quota_left_kb(default_quota_kb, own_quota_kb, used_bytes):
@@ -121,171 +164,13 @@ def quota_left_kb(default_quota_kb, own_quota_kb, used_bytes):
     return left
 
 
-@dataclasses.dataclass(frozen=True)
-class ItemQuery:
-    """Filters, order and paging for reading or deleting a collection's items.
-
-    Every field left at ``None`` does not filter. Comparisons are strict.
-
-    - ``ids``: only items whose id is in this tuple.
-    - ``parentid`` / ``predecessorid``: equality on that field.
-    - ``newer`` / ``older``: ``modified > newer`` / ``modified < older`` (centiseconds).
-    - ``index_above`` / ``index_below``: ``sortindex > x`` / ``sortindex < x``.
-    - ``sort``: ``"oldest"`` (modified ascending), ``"newest"`` (modified
-      descending) or ``"index"`` (sortindex descending); ``None``: any order.
-    - ``limit``: at most this many items (``None``: no limit).
-    - ``offset``: skip this many items first (``None``: none).
-    """
-
-    ids: tuple | None = None
-    parentid: str | None = None
-    predecessorid: str | None = None
-    newer: int | None = None
-    older: int | None = None
-    index_above: float | None = None
-    index_below: float | None = None
-    sort: str | None = None
-    limit: int | None = None
-    offset: int | None = None
-
-    def has_filters(self):
-        """True when the query selects less than the whole collection."""
-        return any(getattr(self, field.name) is not None
-                   for field in dataclasses.fields(self) if field.name != "sort")
-
-
-@dataclasses.dataclass(frozen=True)
-class ItemWrite:
-    """One validated item to store. ``None`` means "not sent": keep what is stored.
-
-    - ``payload``: the opaque (encrypted) text; writing it stamps ``modified``.
-    - ``ttl``: seconds from now until the item expires (0 expires it at once).
-    - ``sortindex``, ``parentid``, ``predecessorid``: metadata.
-
-    An item written without ``payload`` changes only the metadata sent and
-    keeps its ``modified``; a new item written without ``ttl`` never expires.
-    An expired stored item is treated as absent: the write replaces it whole.
-    """
-
-    id: str
-    payload: str | None = None
-    sortindex: int | None = None
-    parentid: str | None = None
-    predecessorid: str | None = None
-    ttl: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    """What :meth:`StorageBackend.set_items` did.
-
-    - ``timestamp``: the stamp given to items written with a payload, and the
-      collection's new timestamp; when no item carried a payload, the
-      ``now`` that was passed in (nothing was stamped).
-    - ``modified``: each written id's ``modified`` after the write
-      (``None`` for an item that has never had a payload).
-    - ``quota_left_kb``: the KB the user had left *before* this write (what
-      Sync 1.1's ``X-Weave-Quota-Remaining`` reports); ``None`` when no quota
-      applies or none was asked for.
-    """
-
-    timestamp: int
-    modified: Mapping[str, int | None]
-    quota_left_kb: float | None = None
-
-
-class RecordStream:
-    """The answer of :meth:`StorageBackend.stream_items`: a count, then the records in chunks.
-
-    - ``count`` is known before any record is read (the ``X-Weave-Records``
-      of the answer) and is exactly the number of records iterating yields:
-      a backend that streams reads both from one consistent snapshot.
-    - Iterating yields lists of records (dicts as :meth:`StorageBackend.get_items`
-      returns them), in the query's order; the stream is closed at the end.
-    - ``records`` is the whole answer as one list when it was small enough to
-      be read at once, else ``None`` (the caller may then render it in one
-      piece, which is faster for small answers).
-    - :meth:`close` releases what the stream holds (a connection, a
-      snapshot); it is safe to call more than once, and before iterating.
-    """
-
-    def __init__(self, count, chunks, records=None, close=None):
-        self.count = count
-        self.records = records
-        self._chunks = chunks
-        self._close = close
-        self._closed = False
-
-    @classmethod
-    def of(cls, records):
-        """A stream of records already in memory (a list)."""
-        records = list(records)
-        return cls(len(records), [records] if records else [], records=records)
-
-    def __iter__(self):
-        try:
-            for chunk in self._chunks:
-                if chunk:
-                    yield chunk
-        finally:
-            self.close()
-
-    def close(self):
-        if self._closed:
-            return
-        self._closed = True
-        if self._close is not None:
-            self._close()
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredRecord:
-    """One item exactly as stored: what export, import and migration move.
-
-    Unlike :class:`ItemWrite` nothing is relative to "now": ``modified`` is
-    the stored stamp (centiseconds, ``None`` if the item never had a payload)
-    and ``expires`` the absolute expiry in epoch seconds.
-    """
-
-    id: str
-    modified: int | None = None
-    payload: str | None = None
-    sortindex: int | None = None
-    parentid: str | None = None
-    predecessorid: str | None = None
-    expires: int = NEVER_EXPIRES
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectionStatistics:
-    """Live items of one collection across all users (expired ones not counted)."""
-
-    users: int
-    items: int
-    bytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class StorageStatistics:
-    """What the whole store holds, for ``syncserver-admin stats``.
-
-    ``users`` counts users with at least one live item; ``bytes`` are UTF-8
-    payload bytes; ``expired_items`` await :meth:`StorageBackend.purge_expired`.
-    """
-
-    users: int
-    items: int
-    bytes: int
-    expired_items: int
-    collections: Mapping[str, CollectionStatistics]
-
-
 class StorageBackend(Plugin, abc.ABC):
     """What a storage backend must provide. See the module docstring for conventions.
 
     A backend class is named in ``storage.backend`` (alias or dotted path) and
     built with :meth:`from_settings`. Every method may raise
-    :class:`StorageUnavailable` when its service is down.
+    :class:`StorageUnavailable` when its service is down; every write may
+    raise :class:`UserDeleted` for a deleted user.
     """
 
     @classmethod
@@ -311,17 +196,30 @@ class StorageBackend(Plugin, abc.ABC):
         """
         return {}
 
+    # -- reads ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_storage_timestamp(self, user_id):
+        """Return the user's storage timestamp (int centiseconds), 0 when none.
+
+        The last stamp handed out to the user by any write or deletion (so it
+        moves forward when a collection or everything is deleted, and never
+        back); 0 for a user never written or deleted. Sync 1.5's
+        ``X-Last-Modified`` of ``info/*`` and the root.
+        """
+
     @abc.abstractmethod
     def get_collection_timestamps(self, user_id):
         """Return ``{collection: timestamp}`` for every collection ever written.
 
         A collection stays listed (with the time of the deletion) after its
-        items are deleted; :meth:`delete_storage` forgets all of them.
+        items are deleted by :meth:`delete_items`; :meth:`delete_collection`
+        and :meth:`delete_storage` forget it.
         """
 
     @abc.abstractmethod
     def get_collection_timestamp(self, user_id, collection):
-        """Return the collection's timestamp, or ``None`` if it was never written."""
+        """Return the collection's timestamp, or ``None`` if it is not listed."""
 
     @abc.abstractmethod
     def get_collection_counts(self, user_id):
@@ -340,14 +238,15 @@ class StorageBackend(Plugin, abc.ABC):
 
         Only items of ``collection`` count when it is given. Counts, usage and
         reads stay what they are until then (or until a write), which lets a
-        cache keep them. Optional: the default raises ``NotImplementedError``,
-        and such answers are then not cached.
+        cache keep them. Optional: the default raises
+        :class:`~syncserver.errors.NotSupported`, and such answers are then
+        not cached.
         """
-        raise NotImplementedError
+        raise NotSupported(f"{type(self).__name__} cannot tell when items expire")
 
     @abc.abstractmethod
     def get_items(self, user_id, collection, query, full):
-        """Return the live items matching ``query`` (an :class:`ItemQuery`).
+        """Return the live items matching ``query`` (an :class:`ItemQuery`), a list of records.
 
         With ``full`` false each record is ``{"id": ...}`` only; with ``full``
         true it carries every non-null field. An unknown collection gives ``[]``.
@@ -369,13 +268,17 @@ class StorageBackend(Plugin, abc.ABC):
     def get_item(self, user_id, collection, item_id):
         """Return the full record of one live item, or ``None``."""
 
+    # -- writes -----------------------------------------------------------------
+
     @abc.abstractmethod
     def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
-                  quota_kb=None):
+                  quota_kb=None, *, rules=SYNC11_WRITES, precondition="collection"):
         """Store ``items`` (a sequence of :class:`ItemWrite`) in one transaction.
 
         ``now`` is the request's time (centiseconds). Items with the same id
-        are applied in order, the last one winning. Returns a :class:`WriteResult`.
+        are applied in order, the last one winning field by field. ``rules``
+        (:class:`WriteRules`) says what gets stamped. Returns a
+        :class:`WriteResult`.
 
         ``quota_kb``: ``None`` checks no quota at all (administration,
         imports); otherwise it is the default quota in KB (``storage.quota_size``,
@@ -383,11 +286,19 @@ class StorageBackend(Plugin, abc.ABC):
         that applies is checked in the same transaction as the write (see the
         module docstring), before the precondition.
 
+        ``if_unmodified_since`` (centiseconds) is compared with the
+        collection's timestamp (``precondition="collection"``; a collection
+        not listed passes), or with the one item's ``modified``
+        (``precondition="item"``, only with exactly one item; 0 when the item
+        is missing, expired or was never stamped, so 0 means "create only if
+        absent"); the write happens only when the target is not newer.
+
         Raises :class:`QuotaExceeded` (nothing written) when the user had no
-        quota left; :class:`PreconditionFailed` (nothing written) when
-        ``if_unmodified_since`` is given and the collection's timestamp is
-        greater than it; :class:`ConflictError` when the write could not be
-        applied because of concurrent changes.
+        quota left; :class:`PreconditionFailed` (nothing written) when the
+        target is newer than ``if_unmodified_since``; :class:`ConflictError`
+        when the write could not be applied because of concurrent changes;
+        :class:`UserDeleted` for a deleted user; ``ValueError`` for
+        ``precondition="item"`` with other than one item.
         """
 
     def check_quota(self, user_id, quota_kb):
@@ -406,33 +317,125 @@ class StorageBackend(Plugin, abc.ABC):
                              self.get_total_usage(user_id))
 
     @abc.abstractmethod
-    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
-        """Delete one item (expired or not).
+    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None, *,
+                    precondition="collection"):
+        """Delete one item.
 
-        Returns the new collection timestamp if an item was deleted, else
-        ``None``. Raises :class:`PreconditionFailed` like :meth:`set_items`.
+        With ``precondition="collection"`` (Sync 1.1) an expired item is
+        deleted too, and ``if_unmodified_since`` is compared with the
+        collection's timestamp. With ``precondition="item"`` (Sync 1.5) an
+        expired item counts as missing, and ``if_unmodified_since`` is
+        compared with the item's ``modified``.
+
+        Returns the deletion's stamp T (now the collection's timestamp) if an
+        item was deleted, else ``None`` (nothing stamped). Raises
+        :class:`PreconditionFailed` (nothing deleted), :class:`UserDeleted`.
         """
 
     @abc.abstractmethod
     def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
-        """Delete the items (expired or not) that match ``query``.
+        """Delete the items (expired or not) that match ``query``; the collection stays listed.
 
-        ``ItemQuery()`` deletes the whole collection. ``sort``, ``limit`` and
-        ``offset`` choose which matching items go, as they would for a read.
-        Returns the new collection timestamp if anything was deleted, else
-        ``None``. Raises :class:`PreconditionFailed` like :meth:`set_items`.
+        ``ItemQuery()`` deletes every item of the collection (Sync 1.1's
+        DELETE of a collection). ``sort``, ``limit`` and ``offset`` choose
+        which matching items go, as they would for a read. Returns the new
+        collection timestamp if anything was deleted, else ``None``. Raises
+        :class:`PreconditionFailed` (against the collection's timestamp, as
+        :meth:`set_items`), :class:`UserDeleted`.
         """
 
     @abc.abstractmethod
-    def delete_storage(self, user_id, now):
-        """Delete all the user's items and collection timestamps.
+    def delete_collection(self, user_id, collection, now, if_unmodified_since=None):
+        """Delete the collection: its items, its timestamp and its open batches.
 
-        Later writes are still stamped after every earlier stamp.
+        Sync 1.5's DELETE of a collection: unlike ``delete_items(ItemQuery())``
+        the collection leaves :meth:`get_collection_timestamps`. The user's
+        storage timestamp becomes the deletion's stamp T, also when the
+        collection did not exist. Returns T. Raises
+        :class:`PreconditionFailed` when ``if_unmodified_since`` is older
+        than the collection's timestamp (nothing deleted),
+        :class:`UserDeleted`.
+        """
+
+    @abc.abstractmethod
+    def delete_storage(self, user_id, now, if_unmodified_since=None):
+        """Delete all the user's items, collection timestamps and open batches.
+
+        The user's storage timestamp becomes the deletion's stamp T, which is
+        returned; later writes are still stamped after every earlier stamp.
+        Raises :class:`PreconditionFailed` when ``if_unmodified_since`` is
+        older than the storage timestamp (nothing deleted), :class:`UserDeleted`.
         """
 
     @abc.abstractmethod
     def delete_user(self, user_id):
-        """Forget the user entirely: items, collections and bookkeeping."""
+        """Forget the user: items, collections, batches, quota; leave a tombstone.
+
+        Every later write for ``user_id`` raises :class:`UserDeleted` until
+        :meth:`purge_expired` removes the tombstone (after
+        :data:`DELETED_USER_RETENTION_SECONDS`) or :meth:`restore_records`
+        writes to the id. Deleting an unknown or already deleted user is
+        harmless. Returns nothing.
+        """
+
+    # -- batches (Sync 1.5 batch uploads; optional) ----------------------------
+
+    def create_batch(self, user_id, collection, now, lifetime_seconds):
+        """Open a batch of uploads to ``collection``; return its id (str).
+
+        The id is opaque, URL-safe and unguessable. The batch belongs to this
+        user and collection only, and expires ``lifetime_seconds`` after
+        ``now`` (centiseconds). Nothing becomes visible until
+        :meth:`commit_batch`. Raises :class:`UserDeleted`, and
+        :class:`~syncserver.errors.NotSupported` (the default) when the
+        backend has no batches: Sync 1.5 then answers as a server without
+        batching.
+        """
+        raise NotSupported(f"{type(self).__name__} has no batch uploads")
+
+    def append_to_batch(self, user_id, collection, batch_id, items, now, *, quota_kb=None,
+                        max_total_records, max_total_bytes):
+        """Stage ``items`` (:class:`ItemWrite`) in the open batch ``batch_id``; return nothing.
+
+        Staging an id again merges into that id's staged fields only (later
+        non-null fields win); nothing becomes visible. The batch may then
+        hold at most ``max_total_records`` distinct ids and
+        ``max_total_bytes`` payload bytes (``None``: no limit).
+        ``quota_kb`` as for :meth:`set_items`, counting the user's usage plus
+        what the batch stages with these items.
+
+        Raises :class:`BatchNotFound` (a malformed, unknown, expired or
+        committed id, or another user's or collection's batch),
+        :class:`BatchTooLarge`, :class:`QuotaExceeded`, :class:`UserDeleted`;
+        nothing is staged then. :class:`~syncserver.errors.NotSupported` by
+        default.
+        """
+        raise NotSupported(f"{type(self).__name__} has no batch uploads")
+
+    def commit_batch(self, user_id, collection, batch_id, items, now, *,
+                     if_unmodified_since=None, quota_kb=None, max_total_records,
+                     max_total_bytes):
+        """Write the batch's staged items, then ``items``, in one transaction at one stamp T.
+
+        ``items`` win over staged items with the same id, field by field.
+        Everything is written with :data:`SYNC15_BATCH_COMMIT`: every item
+        gets ``modified = T`` and its ttl counts from T. The batch is then
+        gone: its id is not found again. A failure (or a crash) leaves the
+        batch whole and nothing written. Returns a :class:`WriteResult`
+        whose ``modified`` lists every id written and whose ``quota_left_kb``
+        is what was left with the batch counted (as Sync 1.5 reports it).
+        Checked in this order: the precondition, the batch, the limits, the
+        quota.
+
+        Raises :class:`BatchNotFound`, :class:`BatchTooLarge` (limits as for
+        :meth:`append_to_batch`, over the staged and the given items),
+        :class:`PreconditionFailed` (against the collection's timestamp),
+        :class:`QuotaExceeded`, :class:`UserDeleted`;
+        :class:`~syncserver.errors.NotSupported` by default.
+        """
+        raise NotSupported(f"{type(self).__name__} has no batch uploads")
+
+    # -- export and import -----------------------------------------------------
 
     @abc.abstractmethod
     def export_records(self, user_id, collection):
@@ -447,19 +450,25 @@ class StorageBackend(Plugin, abc.ABC):
         replaced. The collection's timestamp becomes the largest of its
         current one, ``timestamp`` and every restored ``modified``; the
         user's later writes are stamped after it. Restoring the same records
-        twice changes nothing.
+        twice changes nothing. A deleted user's tombstone is cleared.
+        Returns the collection's timestamp.
         """
+
+    # -- maintenance -----------------------------------------------------------
 
     @abc.abstractmethod
     def purge_expired(self, now_seconds, batch_size=1000):
-        """Remove up to ``batch_size`` expired items for good; return how many went.
+        """Remove up to ``batch_size`` expired things for good; return how many went.
 
-        Items expired at ``now_seconds`` (epoch seconds) go, and their bytes
-        leave the users' usage. Each call is a few short transactions, so that
-        calling it in a loop until it returns 0 never holds locks for long
-        while the server serves. Calls in such a loop pass the same
-        ``now_seconds``; a backend may remember where the previous call
-        stopped and go on from there.
+        Expired items (at ``now_seconds``, epoch seconds) go, and their bytes
+        leave the users' usage; so do batches whose lifetime has passed (with
+        what they staged) and tombstones of users deleted more than
+        :data:`DELETED_USER_RETENTION_SECONDS` ago. The count is of items,
+        batches and tombstones; 0 means nothing is left. Each call is a few
+        short transactions, so that calling it in a loop until it returns 0
+        never holds locks for long while the server serves. Calls in such a
+        loop pass the same ``now_seconds``; a backend may remember where the
+        previous call stopped and go on from there.
         """
 
     def reclaim_space(self, full=False):
@@ -484,16 +493,26 @@ class StorageBackend(Plugin, abc.ABC):
         return None
 
     def set_user_quota(self, user_id, quota_kb):
-        """Give the user their own quota in KB (0: none); ``None`` restores the default."""
-        raise NotImplementedError(f"{type(self).__name__} has no per-user quotas")
+        """Give the user their own quota in KB (0: none); ``None`` restores the default.
+
+        Returns nothing. Raises :class:`UserDeleted`;
+        :class:`~syncserver.errors.NotSupported` by default.
+        """
+        raise NotSupported(f"{type(self).__name__} has no per-user quotas")
 
     def count_expired(self, now_seconds):
-        """Return how many items have expired at ``now_seconds`` (None: unknown)."""
-        return None
+        """Return how many items have expired at ``now_seconds`` (epoch seconds), an int.
+
+        :class:`~syncserver.errors.NotSupported` by default.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot count expired items")
 
     def get_statistics(self, now_seconds):
-        """Return :class:`StorageStatistics` for the whole store (may scan everything)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot report statistics")
+        """Return :class:`StorageStatistics` for the whole store (may scan everything).
+
+        :class:`~syncserver.errors.NotSupported` by default.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot report statistics")
 
     def close(self):
         """Release connections and pools. The default does nothing."""

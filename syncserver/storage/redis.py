@@ -1,7 +1,8 @@
 """A Redis cache in front of any storage backend (``storage.backend = redis``).
 
 It caches what every sync reads first: a user's collection timestamps
-(info/collections and the ``X-If-Unmodified-Since`` pre-check), collection
+(info/collections and the ``X-If-Unmodified-Since`` pre-check), the
+storage timestamp (Sync 1.5's ``X-Last-Modified`` of info/*), collection
 counts, usage, total usage and the user's own quota (info/quota),
 ``meta/global`` and the ``tabs`` collection. The quota of a write is checked
 by the wrapped backend inside the write itself (``quota_kb`` is passed on),
@@ -23,6 +24,9 @@ Why a cached answer is always the database's answer (with a reachable Redis):
 - Answers that change with time alone (an item expiring hides it from counts,
   usage and reads) are kept only until the next expiry among the items
   concerned, as :meth:`StorageBackend.get_next_expiry` tells.
+- Batch uploads: creating a batch and staging items in it change nothing a
+  reader sees, so they go straight to the wrapped backend; a commit (like
+  ``delete_collection``, ``delete_storage`` and ``delete_user``) is a write.
 
 When Redis fails (refused, timed out, any error), the request is answered from
 the wrapped backend, one warning is logged per ``storage.redis_retry_seconds``,
@@ -180,6 +184,10 @@ class RedisCachedStorage(StorageBackend):
 
     # -- cached reads ---------------------------------------------------------
 
+    def get_storage_timestamp(self, user_id):
+        return self._cached(user_id, "storage_stamp",
+                            lambda: self.wrapped.get_storage_timestamp(user_id))
+
     def get_collection_timestamps(self, user_id):
         return self._cached(user_id, "stamps",
                             lambda: self.wrapped.get_collection_timestamps(user_id))
@@ -264,28 +272,48 @@ class RedisCachedStorage(StorageBackend):
     # -- writes: each one through _write ------------------------------------------
 
     def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
-                  quota_kb=None):
+                  quota_kb=None, **options):
         return self._write(user_id, lambda: self.wrapped.set_items(
             user_id, collection, items, now, if_unmodified_since=if_unmodified_since,
-            quota_kb=quota_kb))
+            quota_kb=quota_kb, **options))
 
     def check_quota(self, user_id, quota_kb):
         # Only for writes refused before reaching the backend: rare, not cached.
         return self.wrapped.check_quota(user_id, quota_kb)
 
-    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
+    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None,
+                    **options):
         return self._write(user_id, lambda: self.wrapped.delete_item(
-            user_id, collection, item_id, now, if_unmodified_since=if_unmodified_since))
+            user_id, collection, item_id, now, if_unmodified_since=if_unmodified_since,
+            **options))
 
     def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
         return self._write(user_id, lambda: self.wrapped.delete_items(
             user_id, collection, query, now, if_unmodified_since=if_unmodified_since))
 
-    def delete_storage(self, user_id, now):
-        return self._write(user_id, lambda: self.wrapped.delete_storage(user_id, now))
+    def delete_collection(self, user_id, collection, now, if_unmodified_since=None):
+        return self._write(user_id, lambda: self.wrapped.delete_collection(
+            user_id, collection, now, if_unmodified_since=if_unmodified_since))
+
+    def delete_storage(self, user_id, now, if_unmodified_since=None):
+        return self._write(user_id, lambda: self.wrapped.delete_storage(
+            user_id, now, if_unmodified_since=if_unmodified_since))
 
     def delete_user(self, user_id):
         return self._write(user_id, lambda: self.wrapped.delete_user(user_id))
+
+    # -- batches: staging changes nothing a reader sees; the commit is a write ----
+
+    def create_batch(self, user_id, collection, now, lifetime_seconds):
+        return self.wrapped.create_batch(user_id, collection, now, lifetime_seconds)
+
+    def append_to_batch(self, user_id, collection, batch_id, items, now, **options):
+        return self.wrapped.append_to_batch(user_id, collection, batch_id, items, now,
+                                            **options)
+
+    def commit_batch(self, user_id, collection, batch_id, items, now, **options):
+        return self._write(user_id, lambda: self.wrapped.commit_batch(
+            user_id, collection, batch_id, items, now, **options))
 
     def export_records(self, user_id, collection):
         return self.wrapped.export_records(user_id, collection)

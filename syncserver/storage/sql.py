@@ -16,14 +16,21 @@ How it keeps the consistency rules of :mod:`syncserver.storage`:
   transaction (the deleted rows' sizes come back by ``DELETE ... RETURNING``
   where the database has it).
 - Collection timestamps live in ``user_collections``, so a collection whose
-  items were all deleted stays listed with the deletion's stamp.
+  items were all deleted stays listed with the deletion's stamp (until
+  ``delete_collection`` removes its row).
+- ``delete_user`` leaves the user's row as a tombstone
+  (``storage_users.deleted_at``); the lock statement reads it, so every
+  later write refuses the user inside its own transaction.
 - Collection names map to ids in one global table. Names are resolved before
   the user's transaction and cached in-process: ids never change.
 
 The SQL itself (tables and prebuilt statements) is in
 :mod:`syncserver.storage.sql_schema`; this module decides when it runs. A
 read is one statement; a write is the lock, one read of the stored rows, the
-writes, the collection's timestamp and one update of the user's row.
+writes, the collection's timestamp and one update of the user's row. How
+items are written is in :mod:`syncserver.storage.sql_writes`, batch uploads
+in :mod:`syncserver.storage.sql_batches`, the purge in
+:mod:`syncserver.storage.sql_purge`.
 """
 
 import contextlib
@@ -35,7 +42,7 @@ from syncserver.db import Database
 from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.storage import (
-    NEVER_EXPIRES,
+    SYNC11_WRITES,
     CollectionStatistics,
     ConflictError,
     PreconditionFailed,
@@ -44,10 +51,13 @@ from syncserver.storage import (
     StorageStatistics,
     StorageUnavailable,
     StoredRecord,
+    UserDeleted,
     WriteResult,
     quota_left_kb,
 )
 from syncserver.storage import sql_schema as schema
+from syncserver.storage.sql_batches import SQLBatches
+from syncserver.storage.sql_purge import SQLPurge
 from syncserver.storage.sql_schema import (
     FIRST_CUSTOM_COLLECTION_ID,
     FIXED_COLLECTIONS,
@@ -58,6 +68,7 @@ from syncserver.storage.sql_schema import (
     storage_users_table,
     user_collections_table,
 )
+from syncserver.storage.sql_writes import UserLock, merge_writes, payload_size, write_items
 
 __all__ = [
     "SQLStorage",
@@ -68,13 +79,6 @@ __all__ = [
     "user_collections_table",
 ]
 
-_METADATA_FIELDS = ("sortindex", "parentid", "predecessorid")
-#: How long one purge transaction should hold its users' locks (seconds).
-PURGE_TRANSACTION_SECONDS = 0.01
-#: Bounds of the rows deleted per purge transaction (it starts at the lower one).
-_PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
-#: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
-_VACUUM_STEP_PAGES = 2048
 #: Answers of up to this many records are read at once; longer ones are streamed.
 STREAM_THRESHOLD = 1000
 #: Records per chunk of a streamed answer.
@@ -86,60 +90,7 @@ _SNAPSHOT_ISOLATION = {"postgresql": "REPEATABLE READ", "mysql": "REPEATABLE REA
 _ALLOCATION_ATTEMPTS = 20
 
 
-class _UserLock:
-    """What a write learned while locking the user, and what it changes in the user's row.
-
-    The stamp and usage changes are written by :meth:`save`, once, at the end
-    of the transaction.
-    """
-
-    __slots__ = ("changed", "collection_id", "collection_ts", "connection", "last_modified",
-                 "own_quota_kb", "quota_left_kb", "usage_bytes", "usage_delta", "user_id")
-
-    def __init__(self, connection, user_id, collection_id, row, collection_ts):
-        self.connection = connection
-        self.user_id = user_id
-        self.collection_id = collection_id
-        self.last_modified, self.own_quota_kb, self.usage_bytes = row
-        self.collection_ts = collection_ts
-        self.usage_delta = 0
-        self.quota_left_kb = None
-        self.changed = False
-
-    def next_stamp(self, now):
-        """The user's next stamp: ``now``, unless that would not move forward."""
-        return max(now, self.last_modified + 1, (self.collection_ts or 0) + 1)
-
-    def record(self, stamp):
-        """Make ``stamp`` the collection's timestamp and, if newer, the user's last stamp."""
-        if self.collection_id is not None:
-            if self.collection_ts is None:
-                self.connection.execute(schema.INSERT_COLLECTION_STAMP, {
-                    "userid": self.user_id, "collection": self.collection_id, "modified": stamp})
-            else:
-                self.connection.execute(schema.UPDATE_COLLECTION_STAMP, {
-                    "k_userid": self.user_id, "k_collection": self.collection_id,
-                    "v_modified": stamp})
-            self.collection_ts = stamp
-        self.last_modified = max(self.last_modified, stamp)
-        self.changed = True
-
-    def add_usage(self, delta):
-        """Count ``delta`` bytes more (or fewer) in the user's usage."""
-        if delta:
-            self.usage_delta += delta
-            self.changed = True
-
-    def save(self):
-        """Write the user's new last stamp and usage (one UPDATE), if they changed."""
-        if self.changed:
-            self.connection.execute(schema.UPDATE_USER_ROW, {
-                "k_userid": self.user_id, "v_last_modified": self.last_modified,
-                "v_usage_delta": self.usage_delta})
-            self.changed = False
-
-
-class SQLStorage(DatabaseBacked, StorageBackend):
+class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
     """Storage in a SQL database through SQLAlchemy Core. See the module docstring."""
 
     def __init__(self, database, *, owns_database=False):
@@ -152,9 +103,7 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         self._ids_by_name = dict(FIXED_COLLECTIONS)
         self._names_by_id = {cid: name for name, cid in FIXED_COLLECTIONS.items()}
         self._compiled = {}
-        #: Rows per purge transaction (adapted), and where the last purge stopped.
-        self._purge_rows = _PURGE_ROWS_MIN
-        self._purge_floor = None
+        self._init_purge()
 
     @classmethod
     def from_settings(cls, settings):
@@ -177,21 +126,34 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         return self.database.reading(StorageUnavailable)
 
     @contextlib.contextmanager
-    def _writing(self, user_id, collection_id, if_unmodified_since=None, quota_kb=None):
+    def _writing(self, user_id, collection_id, if_unmodified_since=None, quota_kb=None, *,
+                 precondition="collection", deleted_user="refuse"):
         """One write transaction holding the user's lock.
 
-        Checks the quota (when ``quota_kb`` is not None), then the
-        precondition; saves the user's row before the commit.
+        Refuses a deleted user (``deleted_user="refuse"``; ``"allow"`` goes
+        on, ``"revive"`` clears the tombstone), checks the quota (when
+        ``quota_kb`` is not None), then ``if_unmodified_since`` against the
+        collection's timestamp (``precondition="collection"``) or the
+        user's (``"storage"``; ``None``: the caller checks); saves the
+        user's row before the commit.
         """
         try:
             with self.database.writing(StorageUnavailable) as connection:
                 lock = self._lock_user(connection, user_id, collection_id)
+                if lock.deleted_at is not None:
+                    if deleted_user == "refuse":
+                        raise UserDeleted(f"user {user_id} was deleted")
+                    if deleted_user == "revive":
+                        connection.execute(schema.CLEAR_TOMBSTONE, {"k_userid": user_id})
+                        lock.deleted_at = None
                 if quota_kb is not None:
                     lock.quota_left_kb = quota_left_kb(quota_kb, lock.own_quota_kb,
                                                        lock.usage_bytes)
-                if (if_unmodified_since is not None and lock.collection_ts is not None
-                        and lock.collection_ts > if_unmodified_since):
-                    raise PreconditionFailed(lock.collection_ts)
+                target = {"collection": lock.collection_ts, "storage": lock.last_modified,
+                          None: None}[precondition]
+                if (if_unmodified_since is not None and target is not None
+                        and target > if_unmodified_since):
+                    raise PreconditionFailed(target)
                 yield lock
                 lock.save()
         except exc.IntegrityError as error:
@@ -205,13 +167,13 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             row = connection.execute(self._lock_statement, params).first()
             if row is None:
                 raise ConflictError("the user was deleted while being written to")
-        if len(row) == 4:
-            collection_ts = row[3]
+        if len(row) == 5:
+            collection_ts = row[4]
         elif collection_id is not None:
             collection_ts = connection.execute(schema.COLLECTION_TIMESTAMP, params).scalar()
         else:
             collection_ts = None
-        return _UserLock(connection, user_id, collection_id, row[:3], collection_ts)
+        return UserLock(connection, user_id, collection_id, row[:4], collection_ts)
 
     def _delete_returns(self):
         """True when deleted rows' sizes can come back with the DELETE (not MySQL).
@@ -298,6 +260,13 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             return True
         except (StorageUnavailable, exc.SQLAlchemyError):
             return False
+
+    def get_storage_timestamp(self, user_id):
+        with self._reading() as connection:
+            row = connection.execute(schema.STORAGE_TIMESTAMP, {"userid": user_id}).first()
+        if row is None or row.deleted_at is not None:
+            return 0
+        return row.last_modified
 
     def get_collection_timestamps(self, user_id):
         with self._reading() as connection:
@@ -445,72 +414,23 @@ class SQLStorage(DatabaseBacked, StorageBackend):
     # -- writes -------------------------------------------------------------
 
     def set_items(self, user_id, collection, items, now, if_unmodified_since=None,
-                  quota_kb=None):
+                  quota_kb=None, *, rules=SYNC11_WRITES, precondition="collection"):
         """Lock (quota, precondition), one SELECT of the stored rows, one INSERT, UPDATEs."""
-        writes = _merge_writes(items)
+        writes = merge_writes(items)
+        _check_precondition_kind(precondition)
+        if precondition == "item" and len(writes) != 1:
+            raise ValueError('precondition="item" needs exactly one item')
         collection_id = self._collection_id(collection, create=True)
-        with self._writing(user_id, collection_id, if_unmodified_since, quota_kb) as lock:
-            if not writes:
-                return WriteResult(now, {}, lock.quota_left_kb)
-            connection = lock.connection
-            now_seconds = int(time.time())
-            owner = {"userid": user_id, "collection": collection_id}
-            if len(writes) == 1:
-                (only_id,) = writes
-                rows = connection.execute(schema.EXISTING_ITEM, {**owner, "id": only_id}).all()
-            else:
-                rows = connection.execute(
-                    schema.EXISTING_ITEMS, {**owner, "ids": list(writes)}).all()
-            stored = {item_id: (modified, ttl, size) for item_id, modified, ttl, size in rows}
-            stamped = any("payload" in fields for fields in writes.values())
-            stamp = lock.next_stamp(now) if stamped else now
-            inserts, replaced, updates, modified = [], [], {}, {}
-            usage_delta = 0
-            for item_id, fields in writes.items():
-                previous = stored.get(item_id)
-                payload = fields.get("payload")
-                if previous is None or previous[1] <= now_seconds:
-                    # New, or expired and so replaced whole.
-                    if previous is not None:
-                        replaced.append(item_id)
-                        usage_delta -= previous[2]
-                    ttl = fields.get("ttl")
-                    row = {
-                        "userid": user_id, "collection": collection_id, "id": item_id,
-                        "sortindex": fields.get("sortindex"), "parentid": fields.get("parentid"),
-                        "predecessorid": fields.get("predecessorid"), "payload": payload,
-                        "payload_size": len(payload.encode("utf-8")) if payload is not None else 0,
-                        "modified": stamp if payload is not None else None,
-                        "ttl": now_seconds + ttl if ttl is not None else NEVER_EXPIRES,
-                    }
-                    inserts.append(row)
-                    usage_delta += row["payload_size"]
-                    modified[item_id] = row["modified"]
-                    continue
-                values = {"v_" + name: fields[name] for name in _METADATA_FIELDS if name in fields}
-                if "ttl" in fields:
-                    values["v_ttl"] = now_seconds + fields["ttl"]
-                if payload is not None:
-                    size = len(payload.encode("utf-8"))
-                    values.update(v_payload=payload, v_modified=stamp, v_payload_size=size)
-                    usage_delta += size - previous[2]
-                    modified[item_id] = stamp
-                else:
-                    modified[item_id] = previous[0]
-                if values:
-                    key = tuple(sorted(values))
-                    values.update(k_userid=user_id, k_collection=collection_id, k_id=item_id)
-                    updates.setdefault(key, []).append(values)
-            if replaced:
-                connection.execute(schema.delete_items(("ids",)), {
-                    "userid": user_id, "collection": collection_id, "ids": replaced})
-            if inserts:
-                self._executemany(connection, schema.INSERT_ITEM, inserts)
-            for key, rows in updates.items():
-                self._executemany(connection, schema.update_items(key), rows)
-            lock.add_usage(usage_delta)
-            if stamped:
-                lock.record(stamp)
+        by_collection = if_unmodified_since if precondition == "collection" else None
+        with self._writing(user_id, collection_id, by_collection, quota_kb) as lock:
+            stamp = lock.next_stamp(now)
+            modified, stamped = write_items(
+                lock, writes, stamp, rules, self._executemany,
+                if_item_unmodified_since=(if_unmodified_since if precondition == "item"
+                                          else None))
+            if not (stamped or rules.stamp_collection_always):
+                return WriteResult(now, modified, lock.quota_left_kb)
+            lock.record(stamp)
             return WriteResult(stamp, modified, lock.quota_left_kb)
 
     def check_quota(self, user_id, quota_kb):
@@ -522,13 +442,23 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         own_quota_kb, used_bytes = row if row is not None else (None, 0)
         return quota_left_kb(quota_kb, own_quota_kb, used_bytes)
 
-    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None):
+    def delete_item(self, user_id, collection, item_id, now, if_unmodified_since=None, *,
+                    precondition="collection"):
+        _check_precondition_kind(precondition)
         collection_id = self._collection_id(collection, create=False)
         if collection_id is None:
             return None
-        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
-            deleted, size = self._delete_counted(lock.connection, ("ids",), {
-                "userid": user_id, "collection": collection_id, "ids": [item_id]}, few=True)
+        by_collection = if_unmodified_since if precondition == "collection" else None
+        with self._writing(user_id, collection_id, by_collection) as lock:
+            params = {"userid": user_id, "collection": collection_id, "ids": [item_id]}
+            if precondition == "item":
+                row = lock.connection.execute(schema.EXISTING_ITEM, {
+                    "userid": user_id, "collection": collection_id, "id": item_id}).first()
+                if row is None or row.ttl <= int(time.time()):
+                    return None  # missing or expired: nothing to delete, nothing stamped
+                if if_unmodified_since is not None and (row.modified or 0) > if_unmodified_since:
+                    raise PreconditionFailed(row.modified)
+            deleted, size = self._delete_counted(lock.connection, ("ids",), params, few=True)
             lock.add_usage(-size)
             return self._stamp_deletion(lock, deleted, now)
 
@@ -581,22 +511,46 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         lock.record(stamp)
         return stamp
 
-    def delete_storage(self, user_id, now):
-        """Returns the deletion's stamp if anything was deleted, else None."""
-        with self._writing(user_id, None) as lock:
-            params = {"userid": user_id}
-            deleted = lock.connection.execute(schema.DELETE_USER_ITEMS, params).rowcount
-            deleted += lock.connection.execute(schema.DELETE_USER_STAMPS, params).rowcount
+    def delete_collection(self, user_id, collection, now, if_unmodified_since=None):
+        """Items (their bytes leave the usage), batches and the collection's row; then stamp."""
+        collection_id = self._collection_id(collection, create=False)
+        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
+            if collection_id is not None:
+                connection = lock.connection
+                params = {"userid": user_id, "collection": collection_id}
+                _, size = self._delete_counted(connection, (), params, few=False)
+                lock.add_usage(-size)
+                connection.execute(schema.DELETE_COLLECTION_STAGED, params)
+                connection.execute(schema.DELETE_COLLECTION_BATCHES, params)
+                connection.execute(schema.DELETE_COLLECTION_STAMP, params)
+            stamp = lock.next_stamp(now)
+            lock.record_storage(stamp)
+            return stamp
+
+    def delete_storage(self, user_id, now, if_unmodified_since=None):
+        """Everything of the user but its row; the deletion is stamped, whatever it found."""
+        with self._writing(user_id, None, if_unmodified_since, precondition="storage") as lock:
+            self._delete_user_data(lock)
             lock.add_usage(-lock.usage_bytes)  # nothing is left
-            return self._stamp_deletion(lock, deleted, now)
+            stamp = lock.next_stamp(now)
+            lock.record_storage(stamp)
+            return stamp
 
     def delete_user(self, user_id):
+        """The user's data goes; its row stays as a tombstone (quota and usage reset)."""
         # The user's lock comes first, as for writers (even when the row must be
         # created for it), so the two never wait for each other in opposite orders.
-        with self._writing(user_id, None) as lock:
-            for statement in (schema.DELETE_USER_ITEMS, schema.DELETE_USER_STAMPS,
-                              schema.DELETE_USER_ROW):
-                lock.connection.execute(statement, {"userid": user_id})
+        with self._writing(user_id, None, deleted_user="allow") as lock:
+            self._delete_user_data(lock)
+            lock.connection.execute(schema.TOMBSTONE_USER, {
+                "k_userid": user_id, "v_deleted_at": int(time.time())})
+
+    @staticmethod
+    def _delete_user_data(lock):
+        params = {"userid": lock.user_id}
+        for statement in (schema.DELETE_USER_ITEMS, schema.DELETE_USER_STAMPS,
+                          schema.DELETE_USER_STAGED, schema.DELETE_USER_BATCHES):
+            lock.connection.execute(statement, params)
 
     # -- export and import ---------------------------------------------------
 
@@ -616,7 +570,7 @@ class SQLStorage(DatabaseBacked, StorageBackend):
         """Delete the ids being restored, insert them as given, move the stamps forward."""
         records = list({record.id: record for record in records}.values())
         collection_id = self._collection_id(collection, create=True)
-        with self._writing(user_id, collection_id) as lock:
+        with self._writing(user_id, collection_id, deleted_user="revive") as lock:
             connection = lock.connection
             owner = {"userid": user_id, "collection": collection_id}
             if records:
@@ -626,7 +580,7 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                     **owner, "id": record.id, "sortindex": record.sortindex,
                     "parentid": record.parentid, "predecessorid": record.predecessorid,
                     "payload": record.payload, "modified": record.modified,
-                    "payload_size": len((record.payload or "").encode("utf-8")),
+                    "payload_size": payload_size(record.payload),
                     "ttl": record.expires} for record in records]
                 self._executemany(connection, schema.INSERT_ITEM, rows)
                 lock.add_usage(sum(row["payload_size"] for row in rows) - replaced_size)
@@ -635,136 +589,6 @@ class SQLStorage(DatabaseBacked, StorageBackend):
             if stamp != lock.collection_ts:
                 lock.record(stamp)
             return stamp
-
-    def purge_expired(self, now_seconds, batch_size=1000):
-        """Read a batch of expired keys in expiry order, then delete them in short transactions.
-
-        The keys are grouped by user and collection and deleted by id lists
-        (primary-key lookups). Each transaction first locks its users' rows
-        in ascending order (writers lock one user, so the two never deadlock)
-        and takes about :data:`PURGE_TRANSACTION_SECONDS`: the number of rows
-        per transaction adapts to how fast the database deletes them. A row
-        rewritten in between (no longer expired) is left alone. Successive
-        calls with the same ``now_seconds`` start where the previous stopped
-        in the expiry index.
-        """
-        now_seconds = int(now_seconds)
-        floor = self._purge_floor[1] if (self._purge_floor is not None
-                                         and self._purge_floor[0] == now_seconds) else 0
-        with self._reading() as connection:
-            keys = connection.execute(schema.EXPIRED_KEYS, {
-                "now_seconds": now_seconds, "floor_ttl": floor,
-                "batch_size": int(batch_size)}).all()
-        if not keys:
-            self._purge_floor = None
-            return 0
-        by_owner = {}
-        for _ttl, user_id, collection_id, item_id in keys:
-            by_owner.setdefault((user_id, collection_id), []).append(item_id)
-        pieces = [(user_id, collection_id, ids[start:start + _PURGE_ROWS_MAX])
-                  for (user_id, collection_id), ids in sorted(by_owner.items())
-                  for start in range(0, len(ids), _PURGE_ROWS_MAX)]
-        purged = 0
-        while pieces:
-            transaction, rows = [], 0
-            while pieces and rows < self._purge_rows:
-                user_id, collection_id, ids = pieces.pop(0)
-                room = self._purge_rows - rows
-                if len(ids) > room:
-                    pieces.insert(0, (user_id, collection_id, ids[room:]))
-                    ids = ids[:room]
-                transaction.append((user_id, collection_id, ids))
-                rows += len(ids)
-            count, held = self._purge_transaction(transaction, now_seconds)
-            purged += count
-            self._adapt_purge_rows(rows, held)
-        self._purge_floor = (now_seconds, keys[-1][0])
-        return purged
-
-    def _purge_transaction(self, pieces, now_seconds):
-        """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
-
-        Returns how many rows went and how long the transaction held its
-        locks (from when it had them: waiting for them says nothing of the rate).
-        """
-        freed = {}
-        purged = 0
-        with self.database.writing(StorageUnavailable) as connection:
-            started = time.monotonic()
-            if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
-                # A user without a row was deleted meanwhile (with these items)
-                # or loaded without one: no writer holds it, the items can go.
-                connection.execute(schema.LOCK_USERS, {
-                    "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
-            for user_id, collection_id, ids in pieces:
-                params = {"userid": user_id, "collection": collection_id, "ids": ids,
-                          "now_seconds": now_seconds}
-                if self._delete_returns():
-                    sizes = connection.execute(
-                        schema.PURGE_ITEMS_RETURNING_SIZES, params).scalars().all()
-                    count, size = len(sizes), sum(sizes)
-                else:
-                    count, size = connection.execute(schema.PURGEABLE_USAGE, params).one()
-                    if count:
-                        count = connection.execute(schema.PURGE_ITEMS, params).rowcount
-                purged += count
-                if size:
-                    freed[user_id] = freed.get(user_id, 0) + int(size)
-            if freed:
-                connection.execute(schema.SUBTRACT_USAGE, [
-                    {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
-            held = time.monotonic() - started
-        return purged, held
-
-    def _adapt_purge_rows(self, rows, seconds):
-        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
-        if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
-            return  # a short tail says nothing about the rate
-        rate = rows / max(seconds, 1e-4)
-        target = int(rate * PURGE_TRANSACTION_SECONDS)
-        self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
-                                                    self._purge_rows * 2))
-
-    def reclaim_space(self, full=False):
-        """SQLite: give free pages back to the file system; other databases reuse them.
-
-        A SQLite file never shrinks by itself. Files created with
-        ``auto_vacuum=INCREMENTAL`` (every file this version creates) give
-        their free pages back by ``PRAGMA incremental_vacuum`` in steps of
-        :data:`_VACUUM_STEP_PAGES` pages, each its own short write transaction,
-        then the WAL is checkpointed and emptied. An older file (``auto_vacuum=NONE``)
-        can only be switched by a full ``VACUUM``, which rewrites it whole and
-        holds the write lock meanwhile: only with ``full``; without it, None.
-        """
-        if self.database.dialect != "sqlite":
-            return None
-        with self._reading() as connection:
-            mode = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar()
-            page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
-            pages_before = connection.exec_driver_sql("PRAGMA page_count").scalar()
-        if mode == 0 and not full:
-            return None
-        with self.database.translating(StorageUnavailable):
-            if mode == 0:
-                with self.database.writing(StorageUnavailable) as connection:
-                    connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
-                with self.database.reading(StorageUnavailable) as connection:
-                    # VACUUM cannot run inside a transaction; a read connection has none.
-                    connection.exec_driver_sql("VACUUM")
-            else:
-                while True:
-                    with self.database.writing(StorageUnavailable) as connection:
-                        free = connection.exec_driver_sql("PRAGMA freelist_count").scalar()
-                        if not free:
-                            break
-                        connection.exec_driver_sql(
-                            f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})")
-            with self._reading() as connection:
-                # The pages given back are in the WAL until a checkpoint; TRUNCATE
-                # also empties the WAL file, which else keeps its largest size.
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
-                pages_after = connection.exec_driver_sql("PRAGMA page_count").scalar()
-        return max(0, pages_before - pages_after) * page_size
 
     # -- administration -----------------------------------------------------
 
@@ -798,6 +622,11 @@ class SQLStorage(DatabaseBacked, StorageBackend):
                 "k_userid": user_id, "v_quota_kb": quota_kb})
 
 
+def _check_precondition_kind(precondition):
+    if precondition not in ("collection", "item"):
+        raise ValueError(f"unknown precondition {precondition!r}")
+
+
 def _require_sqluri(settings):
     if not settings.sqluri:
         raise ConfigError("storage.sqluri is required for the sql storage backend.")
@@ -825,21 +654,3 @@ def _records(rows):
             record["predecessorid"] = predecessorid
         append(record)
     return records
-
-
-def _merge_writes(items):
-    """``{id: {field: value}}`` with duplicates merged in order, later values winning."""
-    writes = {}
-    for item in items:
-        fields = writes.setdefault(item.id, {})
-        if item.payload is not None:
-            fields["payload"] = item.payload
-        if item.sortindex is not None:
-            fields["sortindex"] = item.sortindex
-        if item.parentid is not None:
-            fields["parentid"] = item.parentid
-        if item.predecessorid is not None:
-            fields["predecessorid"] = item.predecessorid
-        if item.ttl is not None:
-            fields["ttl"] = item.ttl
-    return writes

@@ -92,6 +92,9 @@ storage_users_table = Table(
     # Running total of payload_size over all the user's rows, expired ones
     # included until purged; adjusted by every change of the user's items.
     Column("usage_bytes", BigInteger, nullable=False, server_default="0"),
+    # Epoch seconds the user was deleted at (a tombstone: writes are refused);
+    # NULL for a live user. purge_expired removes the row after the retention.
+    Column("deleted_at", BigInteger, nullable=True),
     **_MYSQL_OPTIONS)
 
 items_table = Table(
@@ -118,6 +121,37 @@ items_table = Table(
     # sort the whole collection instead of walking the modified/sortindex index.
     Index("items_usage_idx", "userid", "collection", "payload_size", "ttl"),
     Index("items_expiry_idx", "ttl"),
+    **_MYSQL_OPTIONS)
+
+#: Open Sync 1.5 batch uploads. The id is random (never derived from the time
+#: or the user), so an id is never reused; ``records`` and ``payload_bytes``
+#: are the running totals of what the batch stages (distinct ids, UTF-8 bytes).
+batches_table = Table(
+    "batches", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("userid", BigInteger, nullable=False),
+    Column("collection", Integer, nullable=False),
+    Column("created", BigInteger, nullable=False),  # centiseconds
+    Column("expires", BigInteger, nullable=False),  # centiseconds
+    Column("records", Integer, nullable=False, server_default="0"),
+    Column("payload_bytes", BigInteger, nullable=False, server_default="0"),
+    Index("batches_owner_idx", "userid", "collection"),
+    Index("batches_expiry_idx", "expires"),
+    **_MYSQL_OPTIONS)
+
+#: What a batch stages, one row per distinct id (re-staging an id merges into
+#: its row, and only its row). NULL: the field was not sent. ``ttl`` is
+#: relative: it counts from the commit.
+batch_items_table = Table(
+    "batch_items", metadata,
+    Column("batch", String(32), primary_key=True),
+    Column("id", _item_id_type(), primary_key=True),
+    Column("sortindex", Integer),
+    Column("parentid", _item_id_type()),
+    Column("predecessorid", _item_id_type()),
+    Column("payload", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")),
+    Column("payload_size", Integer, nullable=False, server_default="0"),
+    Column("ttl", BigInteger),
     **_MYSQL_OPTIONS)
 
 
@@ -156,6 +190,8 @@ _items = items_table.c
 _users = storage_users_table.c
 _stamps = user_collections_table.c
 _names = collections_table.c
+_batches = batches_table.c
+_staged = batch_items_table.c
 
 #: Columns of a full record, in the order selected.
 RECORD_COLUMNS = ("id", "modified", "sortindex", "payload", "parentid", "predecessorid")
@@ -171,6 +207,8 @@ _FILTERS = {
     "predecessorid": _items.predecessorid == bindparam("predecessorid"),
     "newer": _items.modified > bindparam("newer", type_=BigInteger),
     "older": _items.modified < bindparam("older", type_=BigInteger),
+    "modified_at_least": _items.modified >= bindparam("modified_at_least", type_=BigInteger),
+    "modified_at_most": _items.modified <= bindparam("modified_at_most", type_=BigInteger),
     # Float so that index_above=2.5 is not rounded to an integer by a bind cast.
     "index_above": _items.sortindex > bindparam("index_above", type_=Float),
     "index_below": _items.sortindex < bindparam("index_below", type_=Float),
@@ -313,10 +351,12 @@ UPDATE_COLLECTION_STAMP = user_collections_table.update().where(
 ).values(modified=bindparam("v_modified"))
 DELETE_USER_STAMPS = user_collections_table.delete().where(
     _stamps.userid == bindparam("userid"))
+DELETE_COLLECTION_STAMP = user_collections_table.delete().where(
+    _stamps.userid == bindparam("userid"), _stamps.collection == bindparam("collection"))
 
 # The user's row: last stamp, quota and usage, and the write lock.
-#: What the lock reads: the last stamp, the user's own quota and usage.
-_USER_STATE = (_users.last_modified, _users.quota_kb, _users.usage_bytes)
+#: What the lock reads: the last stamp, the user's own quota and usage, the tombstone.
+_USER_STATE = (_users.last_modified, _users.quota_kb, _users.usage_bytes, _users.deleted_at)
 LOCK_USER = select(*_USER_STATE).where(
     _users.userid == bindparam("userid")).with_for_update()
 #: Lock and collection timestamp in one statement. Only where a locking read
@@ -331,7 +371,22 @@ UPDATE_USER_ROW = storage_users_table.update().where(
     _users.userid == bindparam("k_userid")).values(
     last_modified=bindparam("v_last_modified"),
     usage_bytes=_users.usage_bytes + bindparam("v_usage_delta", type_=BigInteger))
-DELETE_USER_ROW = storage_users_table.delete().where(_users.userid == bindparam("userid"))
+#: The user's storage timestamp (the last stamp handed out) and tombstone.
+STORAGE_TIMESTAMP = select(_users.last_modified, _users.deleted_at).where(
+    _users.userid == bindparam("userid"))
+#: delete_user: the row stays as a tombstone; quota and usage go with the data.
+TOMBSTONE_USER = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(
+    deleted_at=bindparam("v_deleted_at"), quota_kb=None, usage_bytes=0)
+CLEAR_TOMBSTONE = storage_users_table.update().where(
+    _users.userid == bindparam("k_userid")).values(deleted_at=None)
+#: Tombstones past their retention, oldest first (purge_expired).
+OLD_TOMBSTONES = select(_users.userid).where(
+    _users.deleted_at <= bindparam("cutoff", type_=BigInteger)).order_by(
+    _users.deleted_at).limit(bindparam("batch_size", type_=Integer))
+PURGE_TOMBSTONES = storage_users_table.delete().where(
+    _users.userid.in_(bindparam("userids", expanding=True)),
+    _users.deleted_at <= bindparam("cutoff", type_=BigInteger))
 USER_QUOTA = select(_users.quota_kb).where(_users.userid == bindparam("userid"))
 #: The purge's lock on several users, taken in ascending order (writers hold one user).
 LOCK_USERS = select(_users.userid).where(
@@ -361,3 +416,55 @@ COLLECTION_BY_NAME = select(_names.id).where(_names.name == bindparam("name"))
 COLLECTION_NAMES = select(_names.id, _names.name).where(
     _names.id.in_(bindparam("ids", expanding=True)))
 MAX_COLLECTION_ID = select(func.max(_names.id))
+
+# Batches (Sync 1.5 uploads). Every statement on a user's batches runs under
+# that user's lock (writers, and the purge, which locks users first).
+INSERT_BATCH = batches_table.insert()
+BATCH = select(_batches.userid, _batches.collection, _batches.expires, _batches.records,
+               _batches.payload_bytes).where(_batches.id == bindparam("batch"))
+UPDATE_BATCH_TOTALS = batches_table.update().where(_batches.id == bindparam("k_batch")).values(
+    records=bindparam("v_records"), payload_bytes=bindparam("v_payload_bytes"))
+DELETE_BATCH = batches_table.delete().where(_batches.id == bindparam("batch"))
+INSERT_STAGED = batch_items_table.insert()
+#: The columns of a staged row, in the order selected.
+STAGED_COLUMNS = ("id", "payload", "sortindex", "parentid", "predecessorid", "ttl")
+#: What the batch already stages of some ids (sizes: what re-staging replaces).
+STAGED_SIZES = select(_staged.id, _staged.payload_size).where(
+    _staged.batch == bindparam("batch"), _staged.id.in_(bindparam("ids", expanding=True)))
+#: A batch's staged rows in id order, from after ``after_id`` (a commit reads them in chunks).
+STAGED_CHUNK = select(*[_staged[name] for name in STAGED_COLUMNS]).where(
+    _staged.batch == bindparam("batch"), _staged.id > bindparam("after_id")).order_by(
+    _staged.id).limit(bindparam("chunk", type_=Integer))
+STAGED_FIRST_CHUNK = select(*[_staged[name] for name in STAGED_COLUMNS]).where(
+    _staged.batch == bindparam("batch")).order_by(_staged.id).limit(
+    bindparam("chunk", type_=Integer))
+DELETE_STAGED = batch_items_table.delete().where(_staged.batch == bindparam("batch"))
+
+
+@functools.lru_cache(maxsize=64)
+def update_staged(value_keys):
+    """UPDATE of one staged row's columns named by ``value_keys`` (``v_<column>``)."""
+    return batch_items_table.update().where(
+        _staged.batch == bindparam("k_batch"), _staged.id == bindparam("k_id"),
+    ).values({key[2:]: bindparam(key) for key in value_keys})
+
+
+_COLLECTION_BATCH_IDS = select(_batches.id).where(
+    _batches.userid == bindparam("userid"), _batches.collection == bindparam("collection"))
+_USER_BATCH_IDS = select(_batches.id).where(_batches.userid == bindparam("userid"))
+DELETE_COLLECTION_STAGED = batch_items_table.delete().where(
+    _staged.batch.in_(_COLLECTION_BATCH_IDS))
+DELETE_COLLECTION_BATCHES = batches_table.delete().where(
+    _batches.userid == bindparam("userid"), _batches.collection == bindparam("collection"))
+DELETE_USER_STAGED = batch_items_table.delete().where(
+    _staged.batch.in_(_USER_BATCH_IDS))
+DELETE_USER_BATCHES = batches_table.delete().where(_batches.userid == bindparam("userid"))
+#: Batches past their lifetime, oldest first, with their owners (to lock them).
+EXPIRED_BATCHES = select(_batches.id, _batches.userid).where(
+    _batches.expires <= bindparam("cutoff", type_=BigInteger)).order_by(
+    _batches.expires).limit(bindparam("batch_size", type_=Integer))
+PURGE_BATCHES = batches_table.delete().where(
+    _batches.id.in_(bindparam("ids", expanding=True)),
+    _batches.expires <= bindparam("cutoff", type_=BigInteger))
+PURGE_STAGED = batch_items_table.delete().where(
+    _staged.batch.in_(bindparam("ids", expanding=True)))

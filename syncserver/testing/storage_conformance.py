@@ -14,7 +14,9 @@ Subclass :class:`StorageConformanceTests` in a test module and provide a
 
 Each test checks one rule of :mod:`syncserver.storage` through the public
 interface only, so it holds for any backend. The quota and streaming rules
-are in :mod:`syncserver.testing.storage_quota_stream`, inherited here.
+are in :mod:`syncserver.testing.storage_quota_stream`, the Sync 1.5 write
+rules and deleted users in :mod:`syncserver.testing.storage_sync15`, batch
+uploads in :mod:`syncserver.testing.storage_batches`; all are inherited here.
 """
 
 import contextlib
@@ -31,11 +33,17 @@ from syncserver.storage import (
     ItemWrite,
     PreconditionFailed,
     StoredRecord,
+    UserDeleted,
     WriteResult,
 )
+from syncserver.testing.storage_batches import BatchConformanceTests
 from syncserver.testing.storage_quota_stream import (
     QuotaConformanceTests,
     StreamConformanceTests,
+)
+from syncserver.testing.storage_sync15 import (
+    DeletedUserConformanceTests,
+    Sync15WriteConformanceTests,
 )
 
 USER = 1
@@ -89,7 +97,9 @@ def run_threads(count, target):
     return errors
 
 
-class StorageConformanceTests(QuotaConformanceTests, StreamConformanceTests):
+class StorageConformanceTests(QuotaConformanceTests, StreamConformanceTests,
+                              Sync15WriteConformanceTests, DeletedUserConformanceTests,
+                              BatchConformanceTests):
     """Behaviour every :class:`~syncserver.storage.StorageBackend` must show."""
 
     # -- empty state and health --------------------------------------------
@@ -621,10 +631,10 @@ class StorageConformanceTests(QuotaConformanceTests, StreamConformanceTests):
         assert storage.get_collection_timestamps(USER) == {}
         assert storage.get_total_usage(USER) == 0
         assert get(storage, "bookmarks") == []
+        assert storage.get_storage_timestamp(USER) == 0
         assert storage.get_item(OTHER_USER, "bookmarks", "a")["payload"] == "theirs"
-        at = now()
-        assert put(storage, "bookmarks", {"id": "a", "payload": "x"}, at=at).timestamp >= at
-        storage.delete_user(12345)  # unknown user: nothing happens
+        storage.delete_user(12345)  # unknown user: nothing to see, writes refused all the same
+        assert storage.get_collection_timestamps(12345) == {}
 
     # -- counts and usage ------------------------------------------------------
 
@@ -896,37 +906,39 @@ class StorageConformanceTests(QuotaConformanceTests, StreamConformanceTests):
         assert storage.get_collection_counts(USER) == {"shared": 12}
 
     def test_mixed_concurrent_operations_raise_no_errors(self, storage):
-        """Writes, deletes, purges and account deletions racing on shared users."""
+        """Writes, deletes, purges and an account deletion racing on shared users."""
         def work(index):
             rnd = random.Random(index)
             for _ in range(40):
                 user, collection = rnd.randint(1, 3), rnd.choice(["bookmarks", "custom-a"])
                 choice = rnd.random()
-                if choice < 0.5:
-                    # Losing a race to another thread is an expected outcome here.
-                    with contextlib.suppress(PreconditionFailed):
+                # Losing a race to another thread, or writing to the user deleted
+                # meanwhile, are expected outcomes here.
+                with contextlib.suppress(PreconditionFailed, UserDeleted):
+                    if choice < 0.5:
                         put(storage, collection, *[
                             {"id": f"i{rnd.randint(0, 9)}", "payload": "x",
                              "ttl": rnd.choice([None, 0, 60])} for _ in range(rnd.randint(1, 5))],
                             user=user, since=storage.get_collection_timestamp(user, collection))
-                elif choice < 0.65:
-                    storage.delete_item(user, collection, f"i{rnd.randint(0, 9)}", now())
-                elif choice < 0.75:
-                    storage.delete_items(user, collection, ItemQuery(sort="newest", limit=2), now())
-                elif choice < 0.8:
-                    storage.delete_storage(user, now())
-                elif choice < 0.85:
-                    storage.delete_user(user)
-                elif choice < 0.9:
-                    storage.purge_expired(int(time.time()) + 1, batch_size=5)
-                else:
-                    get(storage, collection, user=user, full=True, sort="index", limit=3)
-                    storage.get_collection_timestamps(user)
+                    elif choice < 0.65:
+                        storage.delete_item(user, collection, f"i{rnd.randint(0, 9)}", now())
+                    elif choice < 0.75:
+                        storage.delete_items(user, collection, ItemQuery(sort="newest", limit=2),
+                                             now())
+                    elif choice < 0.8:
+                        storage.delete_storage(user, now())
+                    elif choice < 0.85:
+                        if user == 3:
+                            storage.delete_user(user)
+                    elif choice < 0.9:
+                        storage.purge_expired(int(time.time()) + 1, batch_size=5)
+                    else:
+                        get(storage, collection, user=user, full=True, sort="index", limit=3)
+                        storage.get_collection_timestamps(user)
 
         assert run_threads(8, work) == []
-        for user in (1, 2, 3):
+        for user in (1, 2):
             stamps = storage.get_collection_timestamps(user)
             at = max(stamps.values(), default=0)
             assert put(storage, "bookmarks", {"id": "last", "payload": "x"}, user=user,
                        at=at).timestamp > at
-

@@ -21,7 +21,14 @@ import redis
 from syncserver.errors import ConfigError
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.settings import StorageSettings, parse_settings
-from syncserver.storage import ItemQuery, ItemWrite, PreconditionFailed, StorageBackend
+from syncserver.storage import (
+    SYNC15_WRITES,
+    ItemQuery,
+    ItemWrite,
+    PreconditionFailed,
+    StorageBackend,
+    UserDeleted,
+)
 from syncserver.storage.redis import RedisCachedStorage, RedisCacheSettings
 from syncserver.storage.sql import SQLStorage
 from syncserver.testing.storage_conformance import StorageConformanceTests
@@ -35,7 +42,7 @@ class CountingSQLStorage(SQLStorage):
     """SQLStorage that counts the reads reaching it, to show what the cache answers."""
 
     READS = ("get_collection_timestamps", "get_collection_counts", "get_collection_usage",
-             "get_total_usage", "get_items", "get_item")
+             "get_total_usage", "get_items", "get_item", "get_storage_timestamp")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,6 +111,7 @@ def write(storage, collection, item_id, payload, user=USER, since=None, ttl=None
 def everything(storage, user=USER):
     """Every answer the cache keeps, as a reader sees it."""
     return {
+        "storage_stamp": storage.get_storage_timestamp(user),
         "stamps": storage.get_collection_timestamps(user),
         "stamp": storage.get_collection_timestamp(user, "tabs"),
         "counts": storage.get_collection_counts(user),
@@ -146,7 +154,7 @@ def test_repeated_reads_come_from_redis(pair, redis_url):
     try:
         keys = client.keys("syncserver:u:*")
         assert len(keys) == 1 and keys[0].endswith(f":{USER}")
-        assert {"gen", "stamps", "counts", "usage", "total", "meta", "tabs"} <= set(
+        assert {"gen", "storage_stamp", "stamps", "counts", "usage", "total", "meta", "tabs"} <= set(
             client.hkeys(keys[0]))
     finally:
         client.close()
@@ -315,6 +323,65 @@ def test_read_after_write_in_a_separate_process(mysql_url, redis_url, make_cache
     assert after["meta"]["payload"] == "child"
     assert [r["id"] for r in after["tabs"]] == ["child"]
     assert after["stamps"]["tabs"] > before["stamps"]["meta"]
+
+
+# -- Sync 1.5: batches, collection and storage deletions -------------------------------------
+
+LIMITS = {"max_total_records": 100, "max_total_bytes": 10_000}
+
+
+def test_staging_a_batch_reads_and_drops_nothing_cached(pair):
+    first, second, truth = pair
+    seed(first)
+    cached = everything(second)
+    calls = second.wrapped.calls.copy()
+    batch_id = first.create_batch(USER, "tabs", now_centiseconds(), 7200)
+    first.append_to_batch(USER, "tabs", batch_id, [ItemWrite("staged", payload="s")],
+                          now_centiseconds(), **LIMITS)
+    assert everything(second) == cached == everything(truth)
+    assert second.wrapped.calls == calls  # still answered from Redis
+
+
+def test_a_commit_is_seen_by_the_other_instance_at_once(pair):
+    first, second, truth = pair
+    seed(first)
+    everything(second)
+    batch_id = first.create_batch(USER, "tabs", now_centiseconds(), 7200)
+    first.append_to_batch(USER, "tabs", batch_id, [ItemWrite("staged", payload="s")],
+                          now_centiseconds(), **LIMITS)
+    result = first.commit_batch(USER, "tabs", batch_id, [ItemWrite("last", payload="l")],
+                                now_centiseconds(), **LIMITS)
+    seen = everything(second)
+    assert seen == everything(truth)
+    assert seen["storage_stamp"] == seen["stamps"]["tabs"] == result.timestamp
+    assert {record["id"] for record in seen["tabs"]} == {"desktop", "staged", "last"}
+
+
+def test_deletions_of_1_5_move_the_cached_storage_timestamp(pair):
+    first, second, truth = pair
+    seed(first)
+    steps = [
+        lambda: first.set_items(USER, "tabs", [ItemWrite("desktop", ttl=60)],
+                                now_centiseconds(), rules=SYNC15_WRITES),
+        lambda: first.set_items(USER, "meta", [ItemWrite("global", payload="m2")],
+                                now_centiseconds(), if_unmodified_since=0,
+                                rules=SYNC15_WRITES, precondition="item"),
+        lambda: first.delete_item(USER, "meta", "global", now_centiseconds(),
+                                  precondition="item"),
+        lambda: first.delete_collection(USER, "tabs", now_centiseconds()),
+        lambda: first.delete_storage(USER, now_centiseconds()),
+        lambda: seed(first),
+        lambda: first.delete_user(USER),
+    ]
+    for step in steps:
+        everything(second)
+        with contextlib.suppress(PreconditionFailed):
+            step()
+        expected = everything(truth)
+        assert everything(second) == expected
+    with pytest.raises(UserDeleted):
+        write(second, "tabs", "t", "after the deletion")
+    assert everything(second) == everything(truth)
 
 
 # -- Redis faults --------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""Purging the SQL storage backend: expired items, expired batches, old tombstones; space.
+
+Mixed into :class:`syncserver.storage.sql.SQLStorage`. Everything here
+runs in short transactions that first lock the users concerned in
+ascending order (writers lock one user, so the two never deadlock), so
+that ``syncserver-admin purge-expired`` can run from cron while the server
+serves, and a purge never interleaves with a user's write, batch append or
+commit.
+"""
+
+import time
+
+from syncserver.storage import DELETED_USER_RETENTION_SECONDS, StorageUnavailable
+from syncserver.storage import sql_schema as schema
+
+#: How long one purge transaction should hold its users' locks (seconds).
+PURGE_TRANSACTION_SECONDS = 0.01
+#: Bounds of the rows deleted per purge transaction (it starts at the lower one).
+_PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
+#: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
+_VACUUM_STEP_PAGES = 2048
+
+
+class SQLPurge:
+    """purge_expired and reclaim_space of :class:`~syncserver.storage.sql.SQLStorage`."""
+
+    def _init_purge(self):
+        #: Rows per purge transaction (adapted), and where the last purge stopped.
+        self._purge_rows = _PURGE_ROWS_MIN
+        self._purge_floor = None
+
+    def purge_expired(self, now_seconds, batch_size=1000):
+        """Expired items first; with room left in ``batch_size``, expired batches, then tombstones.
+
+        Items: see :meth:`_purge_items`. Batches whose expiry has passed go
+        with their staged rows, a batch of them per transaction; tombstones
+        of users deleted more than ``DELETED_USER_RETENTION_SECONDS`` before
+        ``now_seconds`` go in one statement.
+        """
+        now_seconds = int(now_seconds)
+        purged, examined = self._purge_items(now_seconds, batch_size)
+        room = int(batch_size) - examined
+        if room > 0:
+            batches = self._purge_batches(now_seconds, room)
+            purged += batches
+            room -= batches
+        if room > 0:
+            purged += self._purge_tombstones(now_seconds, room)
+        return purged
+
+    def _purge_batches(self, now_seconds, limit):
+        with self._reading() as connection:
+            rows = connection.execute(schema.EXPIRED_BATCHES, {
+                "cutoff": now_seconds * 100, "batch_size": limit}).all()
+        if not rows:
+            return 0
+        ids = [batch_id for batch_id, _ in rows]
+        with self.database.writing(StorageUnavailable) as connection:
+            if self.database.dialect != "sqlite":
+                connection.execute(schema.LOCK_USERS, {
+                    "userids": sorted({user_id for _, user_id in rows})}).all()
+            connection.execute(schema.PURGE_STAGED, {"ids": ids})
+            return connection.execute(schema.PURGE_BATCHES, {
+                "ids": ids, "cutoff": now_seconds * 100}).rowcount
+
+    def _purge_tombstones(self, now_seconds, limit):
+        cutoff = now_seconds - DELETED_USER_RETENTION_SECONDS
+        with self._reading() as connection:
+            user_ids = connection.execute(schema.OLD_TOMBSTONES, {
+                "cutoff": cutoff, "batch_size": limit}).scalars().all()
+        if not user_ids:
+            return 0
+        with self.database.writing(StorageUnavailable) as connection:
+            return connection.execute(schema.PURGE_TOMBSTONES, {
+                "userids": list(user_ids), "cutoff": cutoff}).rowcount
+
+    def _purge_items(self, now_seconds, batch_size):
+        """Up to ``batch_size`` expired items; returns (items purged, expired keys read).
+
+        Reads a batch of expired keys in expiry order, then delete them in short transactions.
+
+        The keys are grouped by user and collection and deleted by id lists
+        (primary-key lookups). Each transaction first locks its users' rows
+        in ascending order (writers lock one user, so the two never deadlock)
+        and takes about :data:`PURGE_TRANSACTION_SECONDS`: the number of rows
+        per transaction adapts to how fast the database deletes them. A row
+        rewritten in between (no longer expired) is left alone. Successive
+        calls with the same ``now_seconds`` start where the previous stopped
+        in the expiry index.
+        """
+        floor = self._purge_floor[1] if (self._purge_floor is not None
+                                         and self._purge_floor[0] == now_seconds) else 0
+        with self._reading() as connection:
+            keys = connection.execute(schema.EXPIRED_KEYS, {
+                "now_seconds": now_seconds, "floor_ttl": floor,
+                "batch_size": int(batch_size)}).all()
+        if not keys:
+            self._purge_floor = None
+            return 0, 0
+        by_owner = {}
+        for _ttl, user_id, collection_id, item_id in keys:
+            by_owner.setdefault((user_id, collection_id), []).append(item_id)
+        pieces = [(user_id, collection_id, ids[start:start + _PURGE_ROWS_MAX])
+                  for (user_id, collection_id), ids in sorted(by_owner.items())
+                  for start in range(0, len(ids), _PURGE_ROWS_MAX)]
+        purged = 0
+        while pieces:
+            transaction, rows = [], 0
+            while pieces and rows < self._purge_rows:
+                user_id, collection_id, ids = pieces.pop(0)
+                room = self._purge_rows - rows
+                if len(ids) > room:
+                    pieces.insert(0, (user_id, collection_id, ids[room:]))
+                    ids = ids[:room]
+                transaction.append((user_id, collection_id, ids))
+                rows += len(ids)
+            count, held = self._purge_transaction(transaction, now_seconds)
+            purged += count
+            self._adapt_purge_rows(rows, held)
+        self._purge_floor = (now_seconds, keys[-1][0])
+        return purged, len(keys)
+
+    def _purge_transaction(self, pieces, now_seconds):
+        """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
+
+        Returns how many rows went and how long the transaction held its
+        locks (from when it had them: waiting for them says nothing of the rate).
+        """
+        freed = {}
+        purged = 0
+        with self.database.writing(StorageUnavailable) as connection:
+            started = time.monotonic()
+            if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
+                # A user without a row was deleted meanwhile (with these items)
+                # or loaded without one: no writer holds it, the items can go.
+                connection.execute(schema.LOCK_USERS, {
+                    "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
+            for user_id, collection_id, ids in pieces:
+                params = {"userid": user_id, "collection": collection_id, "ids": ids,
+                          "now_seconds": now_seconds}
+                if self._delete_returns():
+                    sizes = connection.execute(
+                        schema.PURGE_ITEMS_RETURNING_SIZES, params).scalars().all()
+                    count, size = len(sizes), sum(sizes)
+                else:
+                    count, size = connection.execute(schema.PURGEABLE_USAGE, params).one()
+                    if count:
+                        count = connection.execute(schema.PURGE_ITEMS, params).rowcount
+                purged += count
+                if size:
+                    freed[user_id] = freed.get(user_id, 0) + int(size)
+            if freed:
+                connection.execute(schema.SUBTRACT_USAGE, [
+                    {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
+            held = time.monotonic() - started
+        return purged, held
+
+    def _adapt_purge_rows(self, rows, seconds):
+        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
+        if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
+            return  # a short tail says nothing about the rate
+        rate = rows / max(seconds, 1e-4)
+        target = int(rate * PURGE_TRANSACTION_SECONDS)
+        self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
+                                                    self._purge_rows * 2))
+
+    def reclaim_space(self, full=False):
+        """SQLite: give free pages back to the file system; other databases reuse them.
+
+        A SQLite file never shrinks by itself. Files created with
+        ``auto_vacuum=INCREMENTAL`` (every file this version creates) give
+        their free pages back by ``PRAGMA incremental_vacuum`` in steps of
+        :data:`_VACUUM_STEP_PAGES` pages, each its own short write transaction,
+        then the WAL is checkpointed and emptied. An older file (``auto_vacuum=NONE``)
+        can only be switched by a full ``VACUUM``, which rewrites it whole and
+        holds the write lock meanwhile: only with ``full``; without it, None.
+        """
+        if self.database.dialect != "sqlite":
+            return None
+        with self._reading() as connection:
+            mode = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+            page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
+            pages_before = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        if mode == 0 and not full:
+            return None
+        with self.database.translating(StorageUnavailable):
+            if mode == 0:
+                with self.database.writing(StorageUnavailable) as connection:
+                    connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+                with self.database.reading(StorageUnavailable) as connection:
+                    # VACUUM cannot run inside a transaction; a read connection has none.
+                    connection.exec_driver_sql("VACUUM")
+            else:
+                while True:
+                    with self.database.writing(StorageUnavailable) as connection:
+                        free = connection.exec_driver_sql("PRAGMA freelist_count").scalar()
+                        if not free:
+                            break
+                        connection.exec_driver_sql(
+                            f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})")
+            with self._reading() as connection:
+                # The pages given back are in the WAL until a checkpoint; TRUNCATE
+                # also empties the WAL file, which else keeps its largest size.
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+                pages_after = connection.exec_driver_sql("PRAGMA page_count").scalar()
+        return max(0, pages_before - pages_after) * page_size
+
+    # -- administration -----------------------------------------------------
+
