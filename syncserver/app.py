@@ -27,6 +27,7 @@ from syncserver.auth.credentials_cache import CredentialsCache
 from syncserver.controllers.misc import MiscController
 from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
+from syncserver.controllers.storage15 import Storage15Controller
 from syncserver.controllers.user import UserController
 from syncserver.db import DatabaseRegistry
 from syncserver.errors import BackendUnavailable, ConfigError
@@ -45,9 +46,12 @@ from syncserver.throttle.login import (
     ResetMailLimit,
 )
 from syncserver.web.access_log import AccessLogMiddleware
+from syncserver.web.cors import CORSPolicy
 from syncserver.web.dispatcher import SyncServerApp
 from syncserver.web.metrics_endpoint import MetricsEndpoint
 from syncserver.web.node_guard import NodeGuard
+from syncserver.web.nonces import MemoryNonceCache, RedisNonceCache
+from syncserver.web.sync15_auth import Sync15Authenticator
 
 logger = logging.getLogger("syncserver")
 
@@ -247,7 +251,13 @@ def _assemble(settings, components):
         endpoint = MetricsEndpoint(recorder, settings.metrics)
         metrics.install(recorder)
     storage, auth, throttle = components.storage, components.auth, components.login_throttle
-    controllers = {
+    hawk = cors = None
+    controllers = {}
+    if settings.storage15.enabled:
+        hawk = sync15_authenticator(settings)
+        cors = CORSPolicy(settings.storage15.cors_origins)
+        controllers["storage15"] = Storage15Controller(storage, settings, cors=cors)
+    controllers.update({
         "storage": StorageController(storage, settings.storage),
         "user": UserController(auth, storage, settings, nodes=components.nodes,
                                password_reset=components.password_reset,
@@ -255,10 +265,31 @@ def _assemble(settings, components):
         "pages": PagesController(auth, storage, settings, components.password_reset,
                                  _guesses(throttle, DELETE_ACCOUNT), nodes=components.nodes),
         "misc": MiscController(heartbeat, captcha=components.captcha),
-    }
+    })
     return SyncServerApp(settings, components, controllers, node_guard=node_guard,
                          heartbeat=heartbeat, metrics_recorder=recorder,
-                         metrics_endpoint=endpoint)
+                         metrics_endpoint=endpoint, hawk=hawk, cors=cors)
+
+
+def sync15_authenticator(settings):
+    """Hawk for the 1.5 API: the master secrets, and nonces in Redis or in this process."""
+    storage15 = settings.storage15
+    window = storage15.hawk_skew_seconds
+    if window < 1:
+        raise ConfigError("storage15.hawk_skew_seconds must be at least 1.")
+    if storage15.redis_url:
+        try:
+            nonce_cache = RedisNonceCache.from_url(storage15.redis_url, window=window)
+        except ImportError as error:
+            raise ConfigError(f"storage15.redis_url needs redis-py: pip install "
+                              f"'syncserver[redis]' ({error}).") from None
+        except ValueError as error:
+            raise ConfigError(f"storage15.redis_url is not a usable Redis URL: {error}") from None
+    else:
+        nonce_cache = MemoryNonceCache(window=window)
+    return Sync15Authenticator(
+        settings.global_.master_secret, nonce_cache, settings.global_, window,
+        storage15.expired_token_seconds, settings.storage.max_request_bytes)
 
 
 def _dependencies(components):

@@ -48,7 +48,7 @@ class SyncServerApp:
     """
 
     def __init__(self, settings, components, controllers, *, node_guard=None, heartbeat=None,
-                 metrics_recorder=None, metrics_endpoint=None, hawk=None):
+                 metrics_recorder=None, metrics_endpoint=None, hawk=None, cors=None):
         self.settings = settings
         self.components = components
         self.storage = components.storage
@@ -65,6 +65,8 @@ class SyncServerApp:
         #: The Sync 1.5 authenticator (:class:`~syncserver.web.hawk_auth.HawkAuthenticator`);
         #: None when the 1.5 API is off.
         self.hawk = hawk
+        #: The 1.5 API's :class:`~syncserver.web.cors.CORSPolicy` (None when it is off).
+        self.cors = cors
         self.mapper = routing.build_mapper()
         self.controllers = controllers
 
@@ -99,6 +101,8 @@ class SyncServerApp:
             response.headers["X-Weave-Backoff"] = str(backoff)
         if "X-Weave-Timestamp" not in response.headers:
             response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)
+        if self.cors is not None and _is_sync15(environ):
+            self.cors.decorate(request, response)
         return response(environ, start_response)
 
     def handle(self, request):
