@@ -91,7 +91,7 @@ def test_the_quick_start_heartbeat_is_what_development_ini_answers(tmp_path):
     assert shown, "docs/quickstart.rst should show the heartbeat's answer"
     raw = settings.read_ini(REFERENCE.parent.parent / "development.ini")
     raw["storage.sqluri"] = f"sqlite:///{tmp_path / 'heartbeat.db'}"
-    app = make_app({}, **raw)
+    app = make_app({"here": str(tmp_path)}, **raw)
     try:
         answer = webtest.TestApp(app).get("/__heartbeat__").json
     finally:

@@ -244,7 +244,8 @@ storage.redis_url = {redis_server.url}
     for path in (directory, directory / "var"):
         os.chown(path, user.pw_uid, user.pw_gid)
     server = ApacheServer(directory, apache_python_home, {
-        "SYNCSERVER_INI": str(ini), "SYNCSERVER_SHARED_SECRET": "apache-test-secret"})
+        "SYNCSERVER_INI": str(ini), "SYNCSERVER_SHARED_SECRET": "apache-test-secret",
+        "SYNCSERVER_MASTER_SECRET": "apache-master-secret"})
     server.access_log = access_log
     try:
         server.start()

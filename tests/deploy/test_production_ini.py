@@ -45,7 +45,8 @@ def production_ini_copy(directory, mysql_url, redis_url, port=None):
     return ini
 
 
-ENVIRONMENT = {"SYNCSERVER_DB_PASSWORD": "", "SYNCSERVER_SHARED_SECRET": "test-secret"}
+ENVIRONMENT = {"SYNCSERVER_DB_PASSWORD": "", "SYNCSERVER_SHARED_SECRET": "test-secret",
+               "SYNCSERVER_MASTER_SECRET": "test-master-secret"}
 
 
 def short_sync(base_url):
