@@ -27,6 +27,7 @@ import logging
 
 from webob import Response, exc
 
+from syncserver.errors import NotSupported
 from syncserver.protocol import formats, respcodes
 from syncserver.protocol.bodies15 import read_bso_list, read_bso_object
 from syncserver.protocol.bso import (
@@ -199,8 +200,11 @@ class Storage15Controller:
         now = request.server_time
         with _write_errors(collection):
             if batch.new_batch and not batch.commit:
-                return self._open_batch(request, user_id, collection, accepted, since,
-                                        success, failed)
+                try:
+                    return self._open_batch(request, user_id, collection, accepted, since,
+                                            success, failed)
+                except NotSupported:
+                    pass  # a backend without batches: a plain POST, as §3.10 says
             if batch.batch_id is not None and not batch.commit:
                 return self._append(request, user_id, collection, batch.batch_id, accepted,
                                     since, success, failed)
@@ -356,7 +360,8 @@ def _write_errors(collection):
         raise error_with_code(respcodes.OVER_QUOTA, exc.HTTPForbidden) from None
     except BatchTooLarge:
         raise error_with_code(respcodes.SIZE_LIMIT_EXCEEDED) from None
-    except BatchNotFound:
+    except (BatchNotFound, NotSupported):
+        # An unknown batch, or a batch id sent to a backend without batches.
         raise error_with_code(respcodes.BAD_VALUE) from None
     except UserDeleted:
         raise error_with_code(respcodes.NO_CODE, exc.HTTPUnauthorized) from None

@@ -14,7 +14,8 @@ import pytest
 import webtest
 
 from syncserver.app import build_app
-from syncserver.storage import ItemWrite, sync15_user_id
+from syncserver.storage import ItemWrite, StorageBackend, sync15_user_id
+from syncserver.storage.sql import SQLStorage
 from syncserver.testing.sync15_client import mint_token, signed
 from tests.support import app_settings, basic_auth, sync_username
 
@@ -529,5 +530,26 @@ def test_cors_for_the_allowed_origins_only(sqlite_url):
                                     headers={"Origin": "https://app.example.org"})
         assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
         assert "X-Last-Modified" in answer.headers["Access-Control-Expose-Headers"]
+    finally:
+        app.app.close()
+
+
+class NoBatchStorage(SQLStorage):
+    """The SQL backend without batch uploads (the interface's defaults: NotSupported)."""
+
+    create_batch = StorageBackend.create_batch
+    append_to_batch = StorageBackend.append_to_batch
+    commit_batch = StorageBackend.commit_batch
+
+
+def test_a_backend_without_batches_answers_as_a_server_without_batching(sqlite_url):
+    app = make_app(sqlite_url, **{
+        "storage.backend": "tests.controllers.test_storage15_api.NoBatchStorage"})
+    try:
+        client = Client(app, 11)
+        answer = client.post("/storage/history?batch=true", [{"id": "h", "payload": "p"}])
+        assert answer.status_int == 200 and "modified" in answer.json  # not 202
+        assert client.get("/storage/history").json == ["h"]
+        assert client.post("/storage/history?batch=abc&commit=true", []).status_int == 400
     finally:
         app.app.close()
