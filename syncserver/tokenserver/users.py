@@ -126,6 +126,8 @@ class AccountSummary:
     blocked: bool
     #: Every row, newest first (the current one included).
     rows: tuple = ()
+    #: The current row's :attr:`UserRow.node_state` (None without a row).
+    node_state: str | None = None
 
 
 def new_account_row(generation, keys_changed_at, client_state, now_ms):
@@ -236,7 +238,7 @@ class TokenUserBackend(Plugin, abc.ABC):
 
     @abc.abstractmethod
     def list_accounts(self):
-        """Every account's :class:`AccountSummary` (``rows`` left empty), oldest first."""
+        """Every :class:`AccountSummary` by current uid (blocked accounts with no row last)."""
 
     @abc.abstractmethod
     def get_account(self, fxa_uid):

@@ -244,17 +244,18 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                           token_users.c.uid.desc())).all()
             flags = connection.execute(select(token_accounts.c.email, token_accounts.c.blocked)
                                        .where(token_accounts.c.email != CAP_LOCK)).all()
+            nodes_exist = _nodes_exist(connection)
         by_account = {}
         for row in rows:
-            by_account.setdefault(row.fxa_uid, []).append(_user_row(row))
+            by_account.setdefault(row.fxa_uid, []).append(_user_row(row, nodes_exist))
         blocked = {email for email, flag in flags if flag}
         summaries = [_summary(fxa_uid, account_email(fxa_uid) in blocked, user_rows)
                      for fxa_uid, user_rows in by_account.items()]
         known = {account_email(fxa_uid) for fxa_uid in by_account}
         summaries += [_summary(email.rsplit("@", 1)[0], True, []) for email in sorted(blocked)
                       if email not in known]
-        return sorted(summaries, key=lambda summary: (summary.created_at is None,
-                                                      summary.created_at or 0, summary.fxa_uid))
+        return sorted(summaries, key=lambda summary: (summary.uid is None, summary.uid or 0,
+                                                      summary.fxa_uid))
 
     def get_account(self, fxa_uid):
         email = account_email(fxa_uid)
@@ -380,16 +381,16 @@ def _load_rows(connection, email, limit=MAX_ROWS):
         token_users.c.created_at.desc(), token_users.c.uid.desc())
     if limit is not None:
         query = query.limit(limit)
-    rows = [_user_row(row) for row in connection.execute(query).all()]
-    if any(row.node_id is None for row in rows) and _nodes_exist(connection):
-        # A row on "this server" while there is a node list: its node is gone.
-        rows = [row if row.node_id is not None else _with_state(row, "gone") for row in rows]
-    return rows
+    raw_rows = connection.execute(query).all()
+    nodes_exist = any(row.node_id is None for row in raw_rows) and _nodes_exist(connection)
+    return [_user_row(row, nodes_exist) for row in raw_rows]
 
 
-def _user_row(row):
+def _user_row(row, nodes_exist):
+    """A :class:`UserRow`; ``nodes_exist`` tells whether a row without node lost it."""
     if row.node_id is None:
-        state = "ok"  # this server is the node, unless a node list exists (see _load_rows)
+        # This server is the node when the node list is empty; otherwise the node is gone.
+        state = "gone" if nodes_exist else "ok"
     elif row.found_node_id is None:
         state = "gone"  # removed from the node list (SQLite does not enforce the foreign key)
     elif row.node_downed:
@@ -401,10 +402,6 @@ def _user_row(row):
                    replaced_at=row.replaced_at, node_id=row.node_id,
                    node_url=row.node_url if row.found_node_id is not None else None,
                    node_state=state)
-
-
-def _with_state(row, state):
-    return UserRow(**{**row.__dict__, "node_state": state})
 
 
 def _nodes_exist(connection):
@@ -497,7 +494,8 @@ def _summary(fxa_uid, blocked, rows):
         generation=current.generation, client_state=current.client_state,
         keys_changed_at=current.keys_changed_at, created_at=current.created_at,
         replaced_at=current.replaced_at, blocked=blocked,
-        rows=tuple(sorted(rows, key=lambda row: (row.created_at, row.uid), reverse=True)))
+        rows=tuple(sorted(rows, key=lambda row: (row.created_at, row.uid), reverse=True)),
+        node_state=current.node_state)
 
 
 def _is_retryable(error):
