@@ -150,7 +150,10 @@ def _check_tokenserver(tokenserver, nodes):
     changes = {}
     if tokenserver.node_url:
         try:
-            changes["node_url"] = node_base_url(normalize_node_url(tokenserver.node_url))
+            url = tokenserver.node_url
+            if not re.match(r"(?i)https?://", url):
+                url = "https://" + url  # as nodes.* reads a URL without scheme
+            changes["node_url"] = node_base_url(url)
         except ValueError as error:
             raise ConfigError(f"tokenserver.node_url is not a usable URL: {error}.") from None
     if tokenserver.node_type and not _NODE_TYPE.fullmatch(tokenserver.node_type):
