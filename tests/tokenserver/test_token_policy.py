@@ -7,7 +7,6 @@ line on the security log naming the account id and the rule.
 import logging
 import threading
 
-import pytest
 import webtest
 
 from tests.tokenserver.token_client import client_state, error_body, fxa_uid
