@@ -151,7 +151,7 @@ def _check_tokenserver(tokenserver, nodes):
     if tokenserver.node_url:
         try:
             url = tokenserver.node_url
-            if not re.match(r"(?i)https?://", url):
+            if "://" not in url:
                 url = "https://" + url  # as nodes.* reads a URL without scheme
             changes["node_url"] = node_base_url(url)
         except ValueError as error:
