@@ -7,6 +7,10 @@ fingerprint is the first 16 bytes of SHA-256(kB), and its hex form is the
 alphabet has ``-`` too, so never at the last). The legacy ``X-Client-State``,
 when sent as well, must be that same hex.
 
+A fingerprint longer than 16 bytes (32 hex digits, the width of the
+column) is a malformed X-KeyID (401 ``invalid-credentials``); Mozilla's
+Python tokenserver answered 400 there, syncstorage-rs failed in the database.
+
 Written here rather than with :mod:`base64` alone because the standard
 decoder is lenient where the protocol is not: it accepts padding, skips
 characters outside the alphabet and ignores non-canonical trailing bits.
