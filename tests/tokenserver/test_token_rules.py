@@ -138,6 +138,15 @@ def test_e_newer_values_are_stored_in_place(app):
     assert (row["generation"], row["keys_changed_at"]) == (3000, 2000)
 
 
+def test_e_a_newer_generation_without_any_keys_changed_at(app):
+    account = fxa_uid("rules-e-g")
+    uid = app.token(account, generation=1000, keys_changed_at=0, state=A, status=200).json["uid"]
+    assert app.token(account, generation=2000, keys_changed_at=0, state=A,
+                     status=200).json["uid"] == uid
+    [row] = app.rows_of(account)
+    assert (row["generation"], row["keys_changed_at"]) == (2000, None)
+
+
 def test_e_without_a_generation_a_newer_keys_changed_at_becomes_it(app):
     account = fxa_uid("rules-e-k")
     app.token(account, generation=None, keys_changed_at=1000, state=A, status=200)
