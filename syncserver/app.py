@@ -28,6 +28,7 @@ from syncserver.controllers.misc import MiscController
 from syncserver.controllers.pages import PagesController
 from syncserver.controllers.storage import StorageController
 from syncserver.controllers.storage15 import Storage15Controller
+from syncserver.controllers.tokenserver import TokenserverController
 from syncserver.controllers.user import UserController
 from syncserver.db import DatabaseRegistry
 from syncserver.errors import BackendUnavailable, ConfigError
@@ -45,6 +46,10 @@ from syncserver.throttle.login import (
     LoginThrottle,
     ResetMailLimit,
 )
+from syncserver.tokenserver.oauth import OAuthVerifier
+from syncserver.tokenserver.policy import AccessPolicy
+from syncserver.tokenserver.users import TokenUserBackend
+from syncserver.tokenserver.users_sql import SQLTokenUsers
 from syncserver.web.access_log import AccessLogMiddleware
 from syncserver.web.cors import CORSPolicy
 from syncserver.web.dispatcher import SyncServerApp
@@ -85,7 +90,8 @@ class Components:
 
     Optional ones are None when not configured: ``nodes`` (no node list),
     ``reset_codes``/``mailer``/``password_reset`` (no ``smtp.host``),
-    ``captcha`` (``captcha.use`` false), ``login_throttle`` (throttling off).
+    ``captcha`` (``captcha.use`` false), ``login_throttle`` (throttling off),
+    ``token_users``/``oauth_verifier`` (``tokenserver.enabled`` false).
     """
 
     settings: object
@@ -98,11 +104,13 @@ class Components:
     password_reset: PasswordReset = None
     captcha: object = None
     login_throttle: LoginThrottle = None
+    token_users: TokenUserBackend = None
+    oauth_verifier: OAuthVerifier = None
 
     def close(self):
         """Close every backend, then the shared databases."""
         for backend in (self.storage, self.auth, self.nodes, self.reset_codes, self.captcha,
-                        self.login_throttle):
+                        self.login_throttle, self.token_users):
             if backend is not None:
                 backend.close()
         self.databases.close()
@@ -162,6 +170,10 @@ def build_components(settings, *, credentials_cache_seconds=None, allow_new_user
             if not settings.global_.public_url and not settings.global_.allowed_hosts:
                 logger.warning("password reset will refuse to mail links until "
                                "global.public_url (or global.allowed_hosts) is set")
+        if settings.tokenserver.enabled:
+            components.token_users = SQLTokenUsers.open(settings.tokenserver, databases)
+            # Reads a pinned JWKS now; fetches nothing before the first token request.
+            components.oauth_verifier = OAuthVerifier(settings.tokenserver.oauth_settings())
         prepare_schemas(databases)
     except BaseException:
         components.close()
@@ -176,7 +188,10 @@ def declare_databases(settings):
     for, and the timeouts of the first section naming it (storage first).
     """
     databases = DatabaseRegistry()
-    for section in (settings.storage, settings.auth, settings.nodes):
+    sections = [settings.storage, settings.auth, settings.nodes]
+    if settings.tokenserver.enabled:
+        sections.append(settings.tokenserver)
+    for section in sections:
         if section.sqluri:
             options = dict(pool_size=section.pool_size, pool_timeout=section.pool_timeout,
                            pool_recycle=section.pool_recycle)
@@ -266,6 +281,11 @@ def _assemble(settings, components):
                                  _guesses(throttle, DELETE_ACCOUNT), nodes=components.nodes),
         "misc": MiscController(heartbeat, captcha=components.captcha),
     })
+    if components.token_users is not None:
+        controllers["tokenserver"] = TokenserverController(
+            components.oauth_verifier, components.token_users,
+            AccessPolicy.from_settings(settings.tokenserver), settings,
+            node_type=settings.tokenserver.node_type or _database_kind(settings.storage.sqluri))
     return SyncServerApp(settings, components, controllers, node_guard=node_guard,
                          heartbeat=heartbeat, metrics_recorder=recorder,
                          metrics_endpoint=endpoint, hawk=hawk, cors=cors)
@@ -313,7 +333,21 @@ def _dependencies(components):
     if components.login_throttle is not None:
         dependencies.append(Dependency("throttle", components.login_throttle.is_healthy,
                                        critical=False))
+    if components.token_users is not None:
+        dependencies.append(Dependency("tokenserver", components.token_users.is_healthy))
     return dependencies
+
+
+def _database_kind(url):
+    """``sqlite``, ``mysql`` or ``postgresql`` for a SQL URL (the default ``node_type``)."""
+    if not url:
+        return None
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).get_backend_name()
+    except sqlalchemy.exc.ArgumentError:
+        return None
 
 
 def _guesses(login_throttle, scope):
@@ -324,5 +358,5 @@ def _guesses(login_throttle, scope):
 def with_create_tables(settings, create_tables):
     """``settings`` with every section's ``create_tables`` set to ``create_tables``."""
     changes = {name: dataclasses.replace(getattr(settings, name), create_tables=create_tables)
-               for name in ("storage", "auth", "nodes", "reset", "throttle")}
+               for name in ("storage", "auth", "nodes", "reset", "throttle", "tokenserver")}
     return dataclasses.replace(settings, **changes)

@@ -2,7 +2,8 @@
 
 Read it top to bottom: method, path, then ``controller.action`` and how the
 route authenticates: :data:`BASIC` (HTTP Basic, Sync 1.1), :data:`HAWK`
-(a tokenserver token signed with Hawk, Sync 1.5) or not at all. The
+(a tokenserver token signed with Hawk, Sync 1.5) or not at all (the
+tokenserver checks its Bearer token in its controller). The
 dispatcher (:mod:`syncserver.web.dispatcher`) calls
 ``action(request, **path_arguments)`` on the named controller; a controller
 that is not configured (the 1.5 API when ``storage15.enabled`` is false)
@@ -27,6 +28,8 @@ HAWK = "hawk"
 STORAGE = "/{api:1\\.1|1\\.0|1}/{username}"
 USER = "/user/{api:1\\.0|1}/{username}"
 STORAGE15 = "/1.5/{uid}"
+#: The version starts with a digit, so 1.1's ``/1.0/<user>/storage`` never matches.
+TOKEN = "/1.0/{application}/{version}"
 
 ROUTES = (
     # Storage API 1.1 (also served under /1.0/ and /1/).
@@ -61,6 +64,11 @@ ROUTES = (
           HAWK),
     # CORS preflight of any 1.5 path, answered without authentication.
     Route("OPTIONS", "/1.5/{anything:.*}", "storage15", "preflight", None),
+    # Tokenserver 1.0 (current Firefox's sign-in; ``tokenserver.enabled``): only
+    # sync/1.5 is served, other applications and versions get the protocol's 404.
+    # The controller verifies the Bearer token itself.
+    Route("GET", TOKEN, "tokenserver", "get_token", None),
+    Route("GET", "/token" + TOKEN, "tokenserver", "get_token", None),
     # User API 1.0 (also served under /user/1/).
     Route("GET", USER, "user", "user_exists", None),
     Route("PUT", USER, "user", "create_user", None),
@@ -88,6 +96,8 @@ REQUIREMENTS = {
     "uid": r"[0-9]{1,10}",
     "collection": r"[^/]+",
     "item": r"[^/]+",
+    "application": r"[^/]+",
+    "version": r"[0-9][^/]*",
 }
 
 METHODS = sorted({route.method for route in ROUTES})

@@ -155,9 +155,27 @@ def check_throttle(context):
     return CheckResult("throttle", True, f"counters readable ({redact_url(where)})")
 
 
+def check_tokenserver(context):
+    """The Sync 1.5 users (``tokenserver.sqluri``) can be read, when the tokenserver is on."""
+    tokenserver = context.settings.tokenserver
+    if not tokenserver.enabled:
+        return None
+    count = context.token_users.count_accounts()
+    return CheckResult("tokenserver", True,
+                       f"{count} Sync 1.5 user(s){_where(tokenserver.sqluri)}")
+
+
+def check_accounts_server(context):
+    """The accounts server's signing keys can be fetched now and hold an RSA key (or are pinned)."""
+    if not context.settings.tokenserver.enabled:
+        return None
+    return CheckResult("accounts", True, context.oauth_verifier.check())
+
+
 #: Run in this order.
 CHECKS = (check_configuration, check_storage, check_auth, check_schema, check_cache,
-          check_directory, check_smtp, check_nodes, check_throttle)
+          check_directory, check_smtp, check_nodes, check_throttle, check_tokenserver,
+          check_accounts_server)
 
 
 def run_checks(context, args):

@@ -19,8 +19,8 @@ from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.settings.databases import unavailable_sentence
 
 #: Subcommand modules of :mod:`syncserver.admin`, in the order ``--help`` lists them.
-COMMAND_MODULES = ("users", "nodes", "maintenance", "transfer", "checks", "configuration",
-                   "database")
+COMMAND_MODULES = ("users", "sync15_users", "nodes", "maintenance", "transfer", "checks",
+                   "configuration", "database")
 
 DEFAULT_CONFIG = "production.ini"
 

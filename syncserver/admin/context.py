@@ -85,6 +85,21 @@ class AdminContext:
         return self.nodes if self.settings.nodes.in_use else None
 
     @functools.cached_property
+    def token_users(self):
+        """The Sync 1.5 users of ``tokenserver.*``, whether or not the tokenserver is on yet."""
+        from syncserver.tokenserver.users_sql import SQLTokenUsers
+
+        return self._open(lambda: SQLTokenUsers.open(self.no_tables.tokenserver,
+                                                     self.databases))
+
+    @functools.cached_property
+    def oauth_verifier(self):
+        """The tokenserver's access-token verifier (it fetches nothing until asked)."""
+        from syncserver.tokenserver.oauth import OAuthVerifier
+
+        return OAuthVerifier(self.settings.tokenserver.oauth_settings())
+
+    @functools.cached_property
     def reset_codes_if_used(self):
         """The password-reset codes when password reset is configured (``smtp.host``), else None."""
         if not self.settings.smtp.host:

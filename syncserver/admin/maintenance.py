@@ -98,13 +98,18 @@ def show_stats(context, args):
         accounts = context.auth.count_users()
     except NotImplementedError:
         accounts = None
+    sync15 = _sync15_users(context)
     if args.json:
-        context.echo_json({
+        summary = {
             "accounts": accounts, "users_with_data": statistics.users,
             "items": statistics.items, "bytes": statistics.bytes,
             "expired_items": statistics.expired_items,
             "collections": {name: {"users": c.users, "items": c.items, "bytes": c.bytes}
-                            for name, c in statistics.collections.items()}})
+                            for name, c in statistics.collections.items()}}
+        if sync15 is not None:
+            summary["sync15_users"] = {"total": sync15[0], "by_node": {
+                node or THIS_SERVER: count for node, count in sync15[1].items()}}
+        context.echo_json(summary)
         return 0
     context.echo_fields([
         ("accounts", accounts if accounts is not None else "unknown (the backend cannot count)"),
@@ -117,7 +122,30 @@ def show_stats(context, args):
         context.echo()
         context.echo_table(["COLLECTION", "USERS", "ITEMS", "BYTES"], [
             [name, c.users, c.items, c.bytes] for name, c in statistics.collections.items()])
+    if sync15 is not None:
+        total, by_node = sync15
+        context.echo()
+        context.echo(f"Sync 1.5 users: {total}")
+        if by_node:
+            context.echo_table(["NODE", "USERS"], [
+                [node or THIS_SERVER, count] for node, count in sorted(
+                    by_node.items(), key=lambda item: (item[0] is None, item[0] or ""))])
     return 0
+
+
+#: How ``stats`` names the users served by this server itself (no node list).
+THIS_SERVER = "(this server)"
+
+
+def _sync15_users(context):
+    """``(accounts, {node URL or None: accounts})`` with the tokenserver on, else None.
+
+    Accounts awaiting a move (reassigned, node downed) count on their old node.
+    """
+    if not context.settings.tokenserver.enabled:
+        return None
+    users = context.token_users
+    return users.count_accounts(), users.count_by_node()
 
 
 def _positive(text):

@@ -15,6 +15,7 @@ from syncserver.auth import sql as auth_sql
 from syncserver.nodes import sql as nodes_sql
 from syncserver.storage import sql_schema
 from syncserver.throttle import sql_store as throttle_sql
+from syncserver.tokenserver import users_sql as tokenserver_sql
 
 #: The ``MetaData`` of each SQL backend module.
 REGISTERED = (
@@ -25,6 +26,7 @@ REGISTERED = (
     ldap_ids.metadata,
     reset_codes.metadata,
     throttle_sql.metadata,
+    tokenserver_sql.metadata,
 )
 
 

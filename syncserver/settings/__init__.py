@@ -13,6 +13,7 @@ the key.
 import dataclasses
 import importlib
 import os
+import re
 
 from syncserver.auth import AuthBackend
 from syncserver.captcha import CaptchaBackend
@@ -38,6 +39,7 @@ from syncserver.settings.sections import (
     Storage15Settings,
     StorageSettings,
     ThrottleSettings,
+    TokenserverSettings,
 )
 from syncserver.settings.values import (
     convert,
@@ -47,12 +49,15 @@ from syncserver.settings.values import (
     parse_networks,
 )
 from syncserver.storage import StorageBackend
+from syncserver.tokenserver.endpoints import node_base_url
+from syncserver.tokenserver.fxa_client import normalize_server_url
 
 __all__ = [
     "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LOCAL_NETWORKS",
     "NODE_BACKENDS", "STORAGE_BACKENDS", "AuthSettings", "CaptchaSettings", "GlobalSettings",
     "LoggingSettings", "MetricsSettings", "NodeSettings", "PagesSettings", "ResetSettings",
     "SMTPSettings", "Settings", "Storage15Settings", "StorageSettings", "ThrottleSettings",
+    "TokenserverSettings",
     "convert",
     "expand_environment", "normalize_node_url", "parse_choice", "parse_networks",
     "parse_settings", "read_ini", "settings_from_ini",
@@ -98,7 +103,7 @@ def parse_settings(raw):
     auth_defaults = {"sqluri": storage.sqluri, "create_tables": storage.create_tables}
     auth = _build_with_backends("auth", AuthSettings, grouped["auth"], auth_backend,
                                 defaults=auth_defaults)
-    nodes = _build_nodes(grouped["nodes"], auth)
+    nodes = _build_nodes(grouped["nodes"], auth, grouped["tokenserver"].get("sqluri"))
     global_ = _build("global", GlobalSettings, grouped["global"])
     if global_.public_url:
         global_ = dataclasses.replace(global_, public_url=normalize_node_url(global_.public_url))
@@ -122,11 +127,49 @@ def parse_settings(raw):
     storage15 = _build("storage15", Storage15Settings, grouped["storage15"],
                        defaults={"redis_url": auth.redis_url})
     _check_storage15(storage, storage15)
+    tokenserver = _check_tokenserver(_build(
+        "tokenserver", TokenserverSettings, grouped["tokenserver"],
+        defaults={"sqluri": nodes.sqluri, "create_tables": nodes.create_tables}), nodes)
     parsed = Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
                       smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
-                      logging=logging_, metrics=metrics, storage15=storage15)
+                      logging=logging_, metrics=metrics, storage15=storage15,
+                      tokenserver=tokenserver)
     check_drivers(parsed)
     return parsed
+
+
+def _check_tokenserver(tokenserver, nodes):
+    """The users refer to the node list, so both live in one database; the rest is checked."""
+    if tokenserver.sqluri != nodes.sqluri:
+        raise ConfigError("tokenserver.sqluri and nodes.sqluri must name the same database "
+                          "(the Sync 1.5 users refer to the node list): set one of them.")
+    if tokenserver.duration < 1:
+        raise ConfigError("tokenserver.duration must be at least 1 second.")
+    for fxa_uid in tokenserver.allowed_fxa_uids:
+        if not _FXA_UID.fullmatch(fxa_uid):
+            raise ConfigError(f"tokenserver.allowed_fxa_uids lists {fxa_uid!r}: it takes "
+                              "Mozilla-account ids (32 hexadecimal digits), not e-mail "
+                              "addresses, which the tokenserver never sees.")
+    changes = {}
+    if tokenserver.node_url:
+        try:
+            url = tokenserver.node_url
+            if "://" not in url:
+                url = "https://" + url  # as nodes.* reads a URL without scheme
+            changes["node_url"] = node_base_url(url)
+        except ValueError as error:
+            raise ConfigError(f"tokenserver.node_url is not a usable URL: {error}.") from None
+    if tokenserver.node_type and not _NODE_TYPE.fullmatch(tokenserver.node_type):
+        raise ConfigError("tokenserver.node_type must be a short label such as mysql "
+                          f"(letters, digits, - and _), not {tokenserver.node_type!r}.")
+    tokenserver.oauth_settings()  # raises ConfigError for bad oauth_* values
+    normalize_server_url(tokenserver.oauth_server_url)
+    return dataclasses.replace(tokenserver, **changes) if changes else tokenserver
+
+
+#: What an FxA uid (the JWT ``sub``) may look like, as the verifier accepts it.
+_FXA_UID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
+_NODE_TYPE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def _check_storage15(storage, storage15):
@@ -175,10 +218,13 @@ def _check_smtp(smtp):
     return smtp
 
 
-def _build_nodes(values, auth):
+def _build_nodes(values, auth, tokenserver_sqluri=None):
+    """``nodes.*``; ``nodes.sqluri`` defaults to ``tokenserver.sqluri`` when only that is set."""
     backend = resolve_backend(
         "nodes.backend", values.get("backend", "sql"), NODE_BACKENDS, NodeBackend)
     defaults = {"sqluri": auth.sqluri, "create_tables": auth.create_tables}
+    if tokenserver_sqluri:  # already stripped and expanded, like every value
+        defaults["sqluri"] = tokenserver_sqluri
     nodes = _build_with_backends("nodes", NodeSettings, values, backend, defaults=defaults)
     urls = {name: normalize_node_url(getattr(nodes, name))
             for name in ("fallback_node", "this_node") if getattr(nodes, name)}

@@ -20,15 +20,20 @@ FILE_NAME = os.path.join("var", "master_secret")
 def with_master_secret(settings, here):
     """``settings`` with ``global.master_secret`` filled from the generated file when empty.
 
-    Only when something signs or checks tokens (``storage15.enabled``);
-    ``here`` is the ini file's folder (PasteDeploy's ``here``), None when the
-    app was built without one, which then needs the key set.
+    Only when something signs or checks tokens (``storage15.enabled`` or
+    ``tokenserver.enabled``); ``here`` is the ini file's folder (PasteDeploy's
+    ``here``), None when the app was built without one, which then needs the
+    key set.
     """
-    if settings.global_.master_secret or not settings.storage15.enabled:
+    needed_by = [key for key, enabled in (("storage15.enabled", settings.storage15.enabled),
+                                          ("tokenserver.enabled", settings.tokenserver.enabled))
+                 if enabled]
+    if settings.global_.master_secret or not needed_by:
         return settings
     if not here:
-        raise ConfigError("global.master_secret is required for Sync 1.5 (storage15.enabled): "
-                          "one or more long random values separated by spaces.")
+        raise ConfigError(f"global.master_secret is required for Sync 1.5 "
+                          f"({', '.join(needed_by)}): one or more long random values separated "
+                          "by spaces.")
     secret = read_or_create(os.path.join(here, FILE_NAME))
     return dataclasses.replace(settings, global_=dataclasses.replace(
         settings.global_, master_secret=(secret,)))

@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Mapping
 
 from syncserver.settings.values import parse_choice, parse_hosts, parse_networks, parse_words
+from syncserver.tokenserver.fxa_client import DEFAULT_SERVER_URL
+from syncserver.tokenserver.oauth import OAuthSettings
 
 ACCESS_LOG_FORMATS = ("combined", "json")
 
@@ -161,6 +163,66 @@ class Storage15Settings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenserverSettings:
+    """``tokenserver.*``: the Sync 1.5 tokenserver of current Firefox (``/1.0/sync/1.5``)."""
+
+    #: Serve the tokenserver (Mozilla-account sign-in for current Firefox).
+    enabled: bool = False
+    #: The Mozilla accounts OAuth server (its JWKS and verify endpoints are under it).
+    oauth_server_url: str = DEFAULT_SERVER_URL
+    #: Pinned signing keys (a JWKS as JSON text, or a file path); empty fetches them.
+    oauth_jwks: str | None = None
+    #: Seconds fetched signing keys are trusted before they are fetched again.
+    oauth_jwks_cache_seconds: float = 3600.0
+    #: Least seconds between two fetches of the signing keys (unknown key ids, outages).
+    oauth_jwks_refetch_seconds: float = 30.0
+    #: Seconds to wait for the accounts server before answering 503.
+    oauth_timeout: float = 5.0
+    #: PEM file of the CAs trusted for ``oauth_server_url``; empty: the system's.
+    oauth_ca_file: str | None = None
+    #: Seconds of clock disagreement tolerated on an access token's expiry.
+    oauth_leeway_seconds: float = 5.0
+    #: The only ``iss`` accepted in access tokens; empty accepts any.
+    oauth_issuer: str | None = None
+    #: Ask the accounts server about tokens that cannot be checked here (opaque ones).
+    oauth_remote_verify: bool = True
+    #: Let accounts that never had a token here start using the server.
+    allow_new_users: bool = True
+    #: Mozilla-account ids (JWT ``sub``) allowed to sync here; empty allows every account.
+    allowed_fxa_uids: tuple = dataclasses.field(
+        default=(), metadata={"parse": lambda key, value: parse_words(key, value)})
+    #: Most accounts that may sync here; 0 for no limit.
+    max_users: int = 0
+    #: Seconds a token is valid (a client may ask for less with ``?duration=``).
+    duration: int = 3600
+    #: This server's storage URL for tokens when the node list is empty; empty: as reached.
+    node_url: str | None = None
+    #: The ``node_type`` label of token responses; empty: the storage database's kind.
+    node_type: str | None = None
+    #: Key of the ``hashed_fxa_uid`` / ``hashed_device_id`` HMACs; empty: from the master secret.
+    metrics_secret: str | None = None
+    #: Database of the Sync 1.5 users; defaults to ``nodes.sqluri`` (it refers to the nodes).
+    sqluri: str | None = None
+    create_tables: bool = False
+    pool_size: int = 5
+    pool_timeout: int = 30
+    pool_recycle: int = 3600
+    #: Seconds to open a database connection before answering 503 (MySQL, PostgreSQL).
+    connect_timeout: int = 10
+    #: Seconds one statement may take before it is abandoned with a 503 (MySQL, PostgreSQL).
+    query_timeout: int = 30
+
+    def oauth_settings(self):
+        """The verifier's :class:`~syncserver.tokenserver.oauth.OAuthSettings` (checks them)."""
+        return OAuthSettings(
+            server_url=self.oauth_server_url, jwks=self.oauth_jwks,
+            jwks_cache_seconds=self.oauth_jwks_cache_seconds,
+            jwks_refetch_seconds=self.oauth_jwks_refetch_seconds, timeout=self.oauth_timeout,
+            ca_file=self.oauth_ca_file, leeway_seconds=self.oauth_leeway_seconds,
+            issuer=self.oauth_issuer, remote_verify=self.oauth_remote_verify)
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingSettings:
     """``logging.*``: the access log (the rest of logging is the ini's logging sections)."""
 
@@ -306,6 +368,7 @@ class Settings:
     logging: LoggingSettings
     metrics: MetricsSettings
     storage15: Storage15Settings = Storage15Settings()
+    tokenserver: TokenserverSettings = TokenserverSettings()
 
     def sql_url_settings(self):
         """``[(key, url)]`` of every SQL URL this configuration uses, storage's first."""
@@ -316,6 +379,8 @@ class Settings:
             named.append(("reset.sqluri", self.reset.sqluri))
         if self.throttle.enabled and not self.throttle.redis_url:
             named.append(("throttle.sqluri", self.throttle.sqluri))
+        if self.tokenserver.enabled:
+            named.append(("tokenserver.sqluri", self.tokenserver.sqluri))
         return [(key, url) for key, url in named if url]
 
     def sql_urls(self):
@@ -343,4 +408,5 @@ _SECTIONS = {
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
     "storage15": Storage15Settings,
+    "tokenserver": TokenserverSettings,
 }

@@ -9,7 +9,9 @@ answers through the backend interfaces. On a storage node
 elsewhere). Everything a response needs on the way out
 (``X-Weave-Timestamp``, ``X-Weave-Backoff``, 503 for a backend that is down,
 500 with a crash id for a bug) is added here, once, for every route, and
-so are the request metrics when ``metrics.enabled`` is on.
+so are the request metrics when ``metrics.enabled`` is on. Under the
+tokenserver's paths every answer is JSON in its own shape
+(:mod:`syncserver.web.tokenserver_http`).
 """
 
 import logging
@@ -20,7 +22,8 @@ from webob import Request, exc
 from syncserver import metrics, routing
 from syncserver.errors import BackendUnavailable
 from syncserver.protocol.timestamps import format_timestamp, now_centiseconds
-from syncserver.web import proxies
+from syncserver.tokenserver.errors import TokenserverError
+from syncserver.web import proxies, tokenserver_http
 from syncserver.web.basic_auth import authenticate_request
 from syncserver.web.crashes import crash_response
 from syncserver.web.request_context import CLIENT_ADDRESS_KEY
@@ -77,21 +80,33 @@ class SyncServerApp:
         request.server_time = now_centiseconds()
         environ[CLIENT_ADDRESS_KEY] = proxies.client_address(
             environ, self.settings.global_.trusted_proxies)
+        tokenserver = tokenserver_http.is_tokenserver_path(environ.get("PATH_INFO", ""))
         try:
             response = self.handle(request)
+        except TokenserverError as error:
+            response = tokenserver_http.error_response(error)
         except exc.HTTPException as error:
-            response = (_json_error(error) if _is_sync15(environ)
-                        else _plain_error(error, environ))
+            if tokenserver:
+                response = tokenserver_http.from_http_error(error)
+            else:
+                response = (_json_error(error) if _is_sync15(environ)
+                            else _plain_error(error, environ))
         except BackendUnavailable as error:
             response = crash_response(
                 request, 503, error, retry_after=self.settings.global_.retry_after)
             if recorder is not None:
                 recorder.backend_unavailable(error.service)
                 recorder.crash(503)
+            if tokenserver:
+                response = tokenserver_http.from_crash(response)
         except Exception as error:
             response = crash_response(request, 500, error)
             if recorder is not None:
                 recorder.crash(500)
+            if tokenserver:
+                response = tokenserver_http.from_crash(response)
+        if tokenserver:
+            tokenserver_http.finish(response, self.settings.global_.retry_after)
         if recorder is not None:
             route = environ.get(ROUTE_KEY)
             recorder.request(f"{route.controller}.{route.action}" if route else UNMATCHED,
