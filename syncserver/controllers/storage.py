@@ -37,7 +37,7 @@ from syncserver.protocol.wbo import (
     parse_wbo,
     payload_size,
 )
-from syncserver.storage import ConflictError, PreconditionFailed, QuotaExceeded
+from syncserver.storage import ConflictError, PreconditionFailed, QuotaExceeded, UserDeleted
 
 logger = logging.getLogger("syncserver")
 
@@ -220,7 +220,8 @@ class StorageController:
     def delete_storage(self, request, username):
         if not request.headers.get("X-Confirm-Delete"):
             raise WeaveError(respcodes.OVERWRITE_NOT_ALLOWED)
-        self.storage.delete_storage(request.sync_user.user_id, request.server_time)
+        with _write_errors_as_http("storage"):
+            self.storage.delete_storage(request.sync_user.user_id, request.server_time)
         return _timestamp_response(request.server_time)
 
     # -- shared checks ----------------------------------------------------
@@ -262,10 +263,13 @@ def _write_errors_as_http(collection):
     QuotaExceeded is 400 with code 14, PreconditionFailed is 412.
     ConflictError (the write collided with a concurrent change the backend
     could not order) is 400 with code 4, as the storage interface
-    documents, and never a 500.
+    documents, and never a 500. UserDeleted (the account was deleted while
+    this request was on its way) is the 401 its credentials now get.
     """
     try:
         yield
+    except UserDeleted:
+        raise exc.HTTPUnauthorized() from None
     except QuotaExceeded:
         raise WeaveError(respcodes.OVER_QUOTA) from None
     except PreconditionFailed:

@@ -433,3 +433,18 @@ def test_heartbeat(app):
     response = app.get("/__heartbeat__")
     assert response.json["status"] == "ok"
     assert app.head("/__heartbeat__").status_int == 200
+
+
+def test_a_write_for_a_deleted_account_already_past_authentication_is_401(app, alice):
+    """The records of an account deleted meanwhile never come back (issue 12 item 2)."""
+    put(app, alice, "bookmarks/a", {"payload": "kept?"})
+    user_id = app.app.auth.get_user(alice.username).user_id
+    app.app.storage.delete_user(user_id)  # as DELETE /user does first, before the account
+    for call in (lambda: put(app, alice, "bookmarks/b", {"payload": "x"}, status=401),
+                 lambda: post(app, alice, "bookmarks", [{"id": "c", "payload": "x"}],
+                              status=401),
+                 lambda: delete(app, alice, "storage/bookmarks", status=401),
+                 lambda: delete(app, alice, "storage", status=401,
+                                headers={"X-Confirm-Delete": "1"})):
+        call()
+    assert get(app, alice, "storage/bookmarks").json == []
