@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap, jinja2, aiosmtpd, selenium, gunicorn, prometheus_client" 2>/dev/null \
+if ! .venv/bin/python -c "import syncserver, webtest, hypothesis, MySQLdb, psycopg, redis, sphinx, ldap, jinja2, aiosmtpd, selenium, gunicorn, prometheus_client, xdist, jwt, tokenlib, hawkauthlib" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing syncserver[test] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -100,7 +100,14 @@ fi
 
 # --- Tests --------------------------------------------------------------------
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers by default (PYTEST_WORKERS=0 runs in one process); a test file stays on
+# one worker, so its module-scoped servers start once.
+workers=${PYTEST_WORKERS:-2}
+if [ "$workers" = 0 ]; then
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+else
+  .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
+fi
 status=$?
 set -e
 if [ "$status" = 5 ]; then log "pytest collected no tests"; fi

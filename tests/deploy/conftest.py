@@ -9,6 +9,7 @@ missing; the project is installed editable, so it runs the code under test).
 ``scripts/test.sh`` installs the Debian packages.
 """
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -130,17 +131,21 @@ def apache_python_home():
         pwd.getpwnam(APACHE_USER)
     except KeyError:
         service_missing("Apache + mod_wsgi", f"there is no {APACHE_USER} user")
-    if not _apache_venv_is_current():
-        try:
-            subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(APACHE_VENV)],
-                           check=True, capture_output=True, timeout=120)
-            subprocess.run([str(APACHE_VENV / "bin" / "pip"), "install", "-q", "-e",
-                            APACHE_REQUIREMENT], check=True, capture_output=True, timeout=600)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-            output = getattr(error, "stderr", b"") or b""
-            service_missing("a virtualenv for mod_wsgi",
-                            f"{error}: {output.decode(errors='replace')[-2000:]}")
-        (APACHE_VENV / ".installed").write_text(APACHE_REQUIREMENT)
+    # pytest-xdist workers may all get here at once: one builds, the others wait for it.
+    with open(PROJECT_ROOT / ".venv-apache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _apache_venv_is_current():
+            try:
+                subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--clear", str(APACHE_VENV)],
+                               check=True, capture_output=True, timeout=120)
+                subprocess.run([str(APACHE_VENV / "bin" / "pip"), "install", "-q", "-e",
+                                APACHE_REQUIREMENT], check=True, capture_output=True,
+                               timeout=600)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+                output = getattr(error, "stderr", b"") or b""
+                service_missing("a virtualenv for mod_wsgi",
+                                f"{error}: {output.decode(errors='replace')[-2000:]}")
+            (APACHE_VENV / ".installed").write_text(APACHE_REQUIREMENT)
     probe = subprocess.run(
         ["runuser", "-u", APACHE_USER, "--", str(APACHE_VENV / "bin" / "python"), "-c",
          "import syncserver.app"], capture_output=True, timeout=60)
