@@ -27,6 +27,12 @@ from syncserver.web import proxies, tokenserver_http
 from syncserver.web.basic_auth import authenticate_request
 from syncserver.web.crashes import crash_response
 from syncserver.web.request_context import CLIENT_ADDRESS_KEY
+from syncserver.web.response_styles import (
+    Sync11Style,
+    Sync15Style,
+    TokenserverStyle,
+    is_sync15_path,
+)
 
 logger = logging.getLogger("syncserver")
 
@@ -65,11 +71,11 @@ class SyncServerApp:
         self.heartbeat = heartbeat
         self.metrics = metrics_recorder
         self.metrics_endpoint = metrics_endpoint
-        #: The Sync 1.5 authenticator (:class:`~syncserver.web.hawk_auth.HawkAuthenticator`);
+        #: The Sync 1.5 authenticator (:class:`~syncserver.web.sync15_auth.Sync15Authenticator`);
         #: None when the 1.5 API is off.
         self.hawk = hawk
-        #: The 1.5 API's :class:`~syncserver.web.cors.CORSPolicy` (None when it is off).
-        self.cors = cors
+        self._sync15_style = Sync15Style(cors)
+        self._tokenserver_style = TokenserverStyle(settings.global_.retry_after)
         self.mapper = routing.build_mapper()
         self.controllers = controllers
 
@@ -80,33 +86,23 @@ class SyncServerApp:
         request.server_time = now_centiseconds()
         environ[CLIENT_ADDRESS_KEY] = proxies.client_address(
             environ, self.settings.global_.trusted_proxies)
-        tokenserver = tokenserver_http.is_tokenserver_path(environ.get("PATH_INFO", ""))
+        style = self._style(environ.get("PATH_INFO", ""))
         try:
             response = self.handle(request)
         except TokenserverError as error:
             response = tokenserver_http.error_response(error)
         except exc.HTTPException as error:
-            if tokenserver:
-                response = tokenserver_http.from_http_error(error)
-            else:
-                response = (_json_error(error) if _is_sync15(environ)
-                            else _plain_error(error, environ))
+            response = style.http_error(error, environ)
         except BackendUnavailable as error:
-            response = crash_response(
-                request, 503, error, retry_after=self.settings.global_.retry_after)
+            response = style.crash(crash_response(
+                request, 503, error, retry_after=self.settings.global_.retry_after))
             if recorder is not None:
                 recorder.backend_unavailable(error.service)
                 recorder.crash(503)
-            if tokenserver:
-                response = tokenserver_http.from_crash(response)
         except Exception as error:
-            response = crash_response(request, 500, error)
+            response = style.crash(crash_response(request, 500, error))
             if recorder is not None:
                 recorder.crash(500)
-            if tokenserver:
-                response = tokenserver_http.from_crash(response)
-        if tokenserver:
-            tokenserver_http.finish(response, self.settings.global_.retry_after)
         if recorder is not None:
             route = environ.get(ROUTE_KEY)
             recorder.request(f"{route.controller}.{route.action}" if route else UNMATCHED,
@@ -116,9 +112,16 @@ class SyncServerApp:
             response.headers["X-Weave-Backoff"] = str(backoff)
         if "X-Weave-Timestamp" not in response.headers:
             response.headers["X-Weave-Timestamp"] = format_timestamp(request.server_time)
-        if self.cors is not None and _is_sync15(environ):
-            self.cors.decorate(request, response)
+        style.finish(request, response)
         return response(environ, start_response)
+
+    def _style(self, path):
+        """The response style of the API family ``path`` belongs to."""
+        if tokenserver_http.is_tokenserver_path(path):
+            return self._tokenserver_style
+        if is_sync15_path(path):
+            return self._sync15_style
+        return _SYNC11_STYLE
 
     def handle(self, request):
         """Match, authenticate and dispatch; controllers raise WebOb errors freely."""
@@ -163,32 +166,4 @@ class SyncServerApp:
 _GUARDED = ("storage", "storage15")
 
 
-def _is_sync15(environ):
-    """Requests to the 1.5 API get JSON error bodies, even for paths that match nothing."""
-    path = environ.get("PATH_INFO", "")
-    return path == "/1.5" or path.startswith("/1.5/")
-
-
-def _json_error(error):
-    """A 1.5 error: a JSON integer body (``0`` unless the error carries a Weave code).
-
-    Clients parse every non-2xx body as JSON (reference §3.13).
-    """
-    if getattr(error, "weave_code", None) is None and not error.empty_body:
-        error.content_type = "application/json"
-        error.charset = None
-        error.body = b"0"
-    return error
-
-
-def _plain_error(error, environ):
-    """WebOb errors without a body of their own get a plain-text page, whatever Accept says.
-
-    (WebOb would negotiate a JSON object, which clients mistake for a Weave code.)
-    """
-    if not error.has_body and not error.empty_body:
-        text = error.plain_body(environ)
-        error.content_type = "text/plain"
-        error.charset = "UTF-8"
-        error.text = text
-    return error
+_SYNC11_STYLE = Sync11Style()
