@@ -169,7 +169,7 @@ def check_accounts_server(context):
     """The accounts server's signing keys can be fetched now and hold an RSA key (or are pinned)."""
     if not context.settings.tokenserver.enabled:
         return None
-    return CheckResult("accounts", True, context.oauth_verifier.check())
+    return CheckResult("accounts_server", True, context.oauth_verifier.check())
 
 
 #: Run in this order.

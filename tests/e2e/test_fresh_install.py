@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from tests.fxa_server import FakeAccountsServer
 from tests.e2e.conftest import DEVELOPMENT_INI, PROJECT_ROOT, Client, free_port, new_account
 
 pytestmark = pytest.mark.e2e
@@ -120,15 +121,38 @@ def test_the_readme_own_ini_runs_as_written(bare_venv, tmp_path):
 
 
 def test_admin_check_passes_on_the_base_install(bare_venv, tmp_path):
-    ini = tmp_path / "development.ini"
-    shutil.copy(DEVELOPMENT_INI, ini)
-    upgraded = admin(bare_venv, ini, "db", "upgrade")
-    assert upgraded.returncode == 0, upgraded.stderr
-    checked = admin(bare_venv, ini, "check")
+    """development.ini as shipped, with the accounts server a local fake (tests never reach Mozilla)."""
+    shutil.copy(DEVELOPMENT_INI, tmp_path / "development.ini")
+    ini = tmp_path / "with-local-accounts.ini"
+    accounts = FakeAccountsServer().start()
+    try:
+        ini.write_text("[app:main]\nuse = config:development.ini\n"
+                       f"tokenserver.oauth_server_url = {accounts.url}\n"
+                       "\n[server:main]\nuse = config:development.ini\n")
+        upgraded = admin(bare_venv, ini, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        checked = admin(bare_venv, ini, "check")
+    finally:
+        accounts.stop()
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "No module" not in checked.stdout + checked.stderr
     assert [line.split()[1] for line in checked.stdout.splitlines()] == [
-        "configuration", "storage", "auth", "schema", "throttle"]
+        "configuration", "storage", "auth", "schema", "throttle", "tokenserver", "accounts_server"]
+    assert f"1 RSA signing key(s) at {accounts.url}/jwks" in checked.stdout
+
+
+def test_admin_check_fails_when_the_accounts_server_cannot_be_reached(bare_venv, tmp_path):
+    shutil.copy(DEVELOPMENT_INI, tmp_path / "development.ini")
+    ini = tmp_path / "unreachable-accounts.ini"
+    nowhere = FakeAccountsServer()  # never started: nothing listens on its port
+    ini.write_text("[app:main]\nuse = config:development.ini\n"
+                   f"tokenserver.oauth_server_url = {nowhere.url}\n"
+                   "\n[server:main]\nuse = config:development.ini\n")
+    assert admin(bare_venv, ini, "db", "upgrade").returncode == 0
+    checked = admin(bare_venv, ini, "check")
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines()[-1].startswith("FAIL  accounts_server"), checked.stdout
+    assert "check failed: accounts_server" in checked.stderr
 
 
 @pytest.mark.parametrize("settings, extra", [
