@@ -25,6 +25,7 @@ import time
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, exc, select
 
 from syncserver.auth import AuthUnavailable
+from syncserver.db.errors import is_transient_conflict
 
 metadata = MetaData()
 
@@ -43,7 +44,6 @@ ldap_users = Table(
 #: Ids remembered per process before the memory is emptied (bounded, not LRU: ids are cheap).
 _MAX_REMEMBERED = 100_000
 # MySQL "deadlock found" / "lock wait timeout" between concurrent first logins: retried.
-_MYSQL_RETRY_CODES = {1213, 1205}
 _ATTEMPTS = 3
 
 
@@ -78,7 +78,7 @@ class DirectoryIdMap:
                 # Another process inserted it first: its id is the one.
                 userid = self._lookup(username)
             except AuthUnavailable as error:
-                if not _is_mysql_retryable(error.__cause__) or attempt == _ATTEMPTS - 1:
+                if not is_transient_conflict(error.__cause__) or attempt == _ATTEMPTS - 1:
                     raise
                 userid = self._lookup(username)
         if userid is None:
@@ -103,7 +103,3 @@ class DirectoryIdMap:
             connection.execute(ldap_users.delete().where(ldap_users.c.username == username))
 
 
-
-def _is_mysql_retryable(error):
-    args = getattr(getattr(error, "orig", None), "args", None)
-    return bool(args) and args[0] in _MYSQL_RETRY_CODES

@@ -52,6 +52,7 @@ from syncserver.auth.passwords import hash_password, needs_rehash, verify_passwo
 from syncserver.auth.usernames import is_valid_username
 from syncserver.db import Database
 from syncserver.db.backed import DatabaseBacked
+from syncserver.db.errors import is_transient_conflict
 from syncserver.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,6 @@ users = Table(
 )
 
 # MySQL's "deadlock found" / "lock wait timeout": retried, never a duplicate.
-_MYSQL_RETRY_CODES = {1213, 1205}
 _INSERT_ATTEMPTS = 3
 
 
@@ -253,7 +253,7 @@ class SQLAuth(DatabaseBacked, AuthBackend):
                 raise
             except AuthUnavailable as error:
                 # A MySQL deadlock between concurrent inserts is not an outage: retry.
-                if not _is_mysql_retryable(error.__cause__) or attempt == _INSERT_ATTEMPTS - 1:
+                if not is_transient_conflict(error.__cause__) or attempt == _INSERT_ATTEMPTS - 1:
                     raise
         return User(user_id=int(new_id), username=username, email=email,
                     enabled=status == STATUS_ENABLED, created_at=values["created_at"])
@@ -332,8 +332,3 @@ def _check_email(email):
         raise ValueError(
             f"the e-mail address must be a string of at most {MAX_EMAIL_LENGTH} characters")
 
-
-def _is_mysql_retryable(error):
-    original = getattr(error, "orig", None)
-    args = getattr(original, "args", None)
-    return bool(args) and args[0] in _MYSQL_RETRY_CODES

@@ -10,14 +10,17 @@ root brings the schema up to date (or checks it) with
 """
 
 import contextlib
+import logging
 
 import sqlalchemy
 from sqlalchemy import exc
 
 from syncserver.db import engines
-from syncserver.db.errors import translate_errors
+from syncserver.db.errors import is_transient_conflict, translate_errors
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.extras import missing_module
+
+logger = logging.getLogger(__name__)
 
 
 class Database:
@@ -70,6 +73,24 @@ class Database:
         """
         with translate_errors(unavailable), engines.write_transaction(self.engine) as connection:
             yield connection
+
+    def write_retrying(self, work, unavailable=BackendUnavailable, attempts=5, what="write"):
+        """Run ``work(connection)`` in one write transaction; retry lock conflicts.
+
+        A deadlock, lock wait timeout or serialization failure rolls the
+        transaction back and runs ``work`` again, up to ``attempts`` times
+        (then it raises ``unavailable``); outages raise ``unavailable`` at
+        once. ``what`` names the work in the INFO line of each retry.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.writing(unavailable) as connection:
+                    return work(connection)
+            except unavailable as error:
+                if attempt == attempts - 1 or not is_transient_conflict(error.__cause__):
+                    raise
+                logger.info("%s retried after %s", what, error)
+        raise AssertionError("unreachable")
 
     def translating(self, unavailable=BackendUnavailable):
         """Outages inside the block raise ``unavailable`` (for work outside these two helpers)."""

@@ -10,6 +10,24 @@ import contextlib
 
 from sqlalchemy import exc
 
+# MySQL/MariaDB "deadlock found" (1213) and "lock wait timeout" (1205);
+# PostgreSQL deadlock (40P01) and serialization failure (40001).
+_MYSQL_CONFLICT_CODES = frozenset({1213, 1205})
+_POSTGRESQL_CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
+def is_transient_conflict(error):
+    """True when ``error`` (a SQLAlchemy error) is a lock conflict that a retry resolves.
+
+    A deadlock or lock wait between concurrent writers, not an outage: the
+    transaction was rolled back and running it again is the answer.
+    """
+    original = getattr(error, "orig", None)
+    if getattr(original, "sqlstate", None) in _POSTGRESQL_CONFLICT_STATES:
+        return True
+    args = getattr(original, "args", None)
+    return bool(args) and args[0] in _MYSQL_CONFLICT_CODES
+
 
 def is_unavailable(error):
     """True when ``error`` means the database cannot be reached or used right now."""

@@ -32,7 +32,6 @@ or lock timeout reported by MySQL or PostgreSQL anyway is retried.
 
 import contextlib
 import fractions
-import logging
 import time
 
 from sqlalchemy import (
@@ -53,8 +52,6 @@ from syncserver.db import Database
 from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.nodes import Node, NodeBackend, NodeExists, NodeNotFound, NodesUnavailable
-
-logger = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 255
 
@@ -85,9 +82,6 @@ user_nodes = Table(
     mysql_collate="utf8mb4_bin",
 )
 
-# MySQL "deadlock found" / "lock wait timeout"; PostgreSQL deadlock / serialization failure.
-_MYSQL_RETRY_CODES = {1213, 1205}
-_POSTGRESQL_RETRY_STATES = {"40P01", "40001"}
 _WRITE_ATTEMPTS = 5
 
 
@@ -223,15 +217,8 @@ class SQLNodes(DatabaseBacked, NodeBackend):
 
     def _write(self, work):
         """Run ``work(connection)`` in one write transaction; retry deadlocks, translate outages."""
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with self.database.writing(NodesUnavailable) as connection:
-                    return work(connection)
-            except NodesUnavailable as error:
-                if attempt == _WRITE_ATTEMPTS - 1 or not _is_retryable(error.__cause__):
-                    raise
-                logger.info("node table write retried after %s", error)
-        raise AssertionError("unreachable")
+        return self.database.write_retrying(work, NodesUnavailable, _WRITE_ATTEMPTS,
+                                            "node table write")
 
 
 def _require_sqluri(settings):
@@ -304,10 +291,3 @@ def _count(name, value):
         raise ValueError(f"{name} must be a whole number, 0 or more")
     return value
 
-
-def _is_retryable(error):
-    original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) in _POSTGRESQL_RETRY_STATES:
-        return True
-    args = getattr(original, "args", None)
-    return bool(args) and args[0] in _MYSQL_RETRY_CODES

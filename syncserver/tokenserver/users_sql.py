@@ -54,7 +54,6 @@ timeout reported anyway is retried.
 
 import contextlib
 import fractions
-import logging
 import time
 
 from sqlalchemy import (
@@ -93,8 +92,6 @@ from syncserver.tokenserver.users import (
     new_account_row,
     plan_request,
 )
-
-logger = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -140,10 +137,6 @@ nodes = table(
 #: (no account's e-mail is empty).
 CAP_LOCK = ""
 
-# MySQL "deadlock found" / "lock wait timeout"; PostgreSQL deadlock / serialization failure.
-# (The same list as syncserver.nodes.sql: backend families do not import each other.)
-_MYSQL_RETRY_CODES = {1213, 1205}
-_POSTGRESQL_RETRY_STATES = {"40P01", "40001"}
 _WRITE_ATTEMPTS = 5
 
 _ROW_COLUMNS = (token_users.c.uid, token_users.c.generation, token_users.c.client_state,
@@ -336,15 +329,8 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
 
     def _write(self, work):
         """Run ``work(connection)`` in one write transaction; retry deadlocks and lock timeouts."""
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with self.database.writing(TokenUsersUnavailable) as connection:
-                    return work(connection)
-            except TokenUsersUnavailable as error:
-                if attempt == _WRITE_ATTEMPTS - 1 or not _is_retryable(error.__cause__):
-                    raise
-                logger.info("tokenserver write retried after %s", error)
-        raise AssertionError("unreachable")
+        return self.database.write_retrying(work, TokenUsersUnavailable, _WRITE_ATTEMPTS,
+                                            "tokenserver write")
 
 
 def _require_sqluri(settings):
@@ -497,10 +483,3 @@ def _summary(fxa_uid, blocked, rows):
         rows=tuple(sorted(rows, key=lambda row: (row.created_at, row.uid), reverse=True)),
         node_state=current.node_state)
 
-
-def _is_retryable(error):
-    original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) in _POSTGRESQL_RETRY_STATES:
-        return True
-    args = getattr(original, "args", None)
-    return bool(args) and args[0] in _MYSQL_RETRY_CODES

@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from tests.fxa_server import FakeAccountsServer
 from tests.e2e.conftest import DEVELOPMENT_INI, PROJECT_ROOT, Client, free_port, new_account
+from tests.fxa_server import FakeAccountsServer
 
 pytestmark = pytest.mark.e2e
 
