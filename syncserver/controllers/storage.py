@@ -82,14 +82,7 @@ class StorageController:
         full = wants_full_records(params)
         media_type = formats.choose_format(request.headers.get("Accept"))
         stream = self.storage.stream_items(request.sync_user.user_id, collection, query, full)
-        if stream.records is not None:  # read at once: one body, with its length
-            body = formats.render_records(stream.records, full, media_type)
-            response = Response(body=body, content_type=media_type, charset=None)
-        else:
-            response = Response(app_iter=formats.StreamedRecords(stream, full, media_type),
-                                content_type=media_type, charset=None)
-        response.headers["X-Weave-Records"] = str(stream.count)
-        return response
+        return formats.records_response(stream, full, media_type)
 
     def get_item(self, request, username, collection, item):
         if not (is_valid_collection(collection) and is_valid_item_id(item)):

@@ -135,7 +135,7 @@ class Storage15Controller:
         query = _bounded(parsed)
         if parsed.limit is None:
             stream = self.storage.stream_items(user_id, collection, query, parsed.full)
-            response = _records_response(stream, parsed.full, media_type)
+            response = formats.records_response(stream, parsed.full, media_type)
         else:
             records = self.storage.get_items(user_id, collection, query, parsed.full)
             offset = next_offset(records, parsed, parsed.limit)
@@ -382,17 +382,6 @@ def _read_response(request, value, stamp, records=None):
     if records is not None:
         response.headers["X-Weave-Records"] = str(records)
     return _with_read_stamps(request, response, stamp)
-
-
-def _records_response(stream, full, media_type):
-    if stream.records is not None:
-        body = formats.render_records(stream.records, full, media_type)
-        response = Response(body=body, content_type=media_type, charset=None)
-    else:
-        response = Response(app_iter=formats.StreamedRecords(stream, full, media_type),
-                            content_type=media_type, charset=None)
-    response.headers["X-Weave-Records"] = str(stream.count)
-    return response
 
 
 def _batch_response(batch_id, success, failed, stamp):

@@ -22,6 +22,7 @@ newlines only, and an ``Accept`` that allows neither gets no format (406).
 import json
 import struct
 
+from webob import Response
 from webob.acceptparse import create_accept_header
 
 from syncserver.protocol.timestamps import format_timestamp
@@ -196,6 +197,22 @@ class StreamedRecords:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
+
+
+def records_response(stream, full, media_type):
+    """The answer to a collection read (both APIs), with ``X-Weave-Records``.
+
+    ``stream`` comes from the storage's ``stream_items``: a small answer is
+    one body with its length; a large one is rendered as the client reads it.
+    """
+    if stream.records is not None:
+        body = render_records(stream.records, full, media_type)
+        response = Response(body=body, content_type=media_type, charset=None)
+    else:
+        response = Response(app_iter=StreamedRecords(stream, full, media_type),
+                            content_type=media_type, charset=None)
+    response.headers["X-Weave-Records"] = str(stream.count)
+    return response
 
 
 def render_encoded(encoded, media_type):
