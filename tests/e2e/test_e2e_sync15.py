@@ -14,6 +14,8 @@ from tests.e2e.conftest import running_server
 from tests.e2e.proxy import ForwardingProxy
 from tests.e2e.sync15 import Sync15Client, first_sync15, ok
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "e2e-master-secret-" + "x" * 20
 PUBLIC = "https://sync.example.test"
 
