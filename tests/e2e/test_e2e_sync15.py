@@ -10,7 +10,7 @@ its forwarded headers ignored, so the client's signature cannot match.
 
 import pytest
 
-from tests.e2e.conftest import running_server
+from tests.e2e.conftest import Client, new_account, running_server
 from tests.e2e.proxy import ForwardingProxy
 from tests.e2e.sync15 import Sync15Client, first_sync15, ok
 
@@ -89,3 +89,20 @@ def test_forwarded_headers_from_an_untrusted_address_are_ignored(proxies, server
     check.close()
     public.close()
 
+
+
+def test_sync11_node_urls_follow_the_trusted_proxy_too(proxies):
+    """The proxy's headers reach the application under paster serve (waitress kept them)."""
+    trusted, untrusted = proxies
+    email, username, password = new_account("proxy")
+    for proxy, expected in ((trusted, "https://sync.example.test/storage-node/"),
+                            (untrusted, f"http://127.0.0.1:{trusted.backend_port}/")):
+        client = Client(proxy.url + "/storage-node/")
+        host = {"Host": "sync.example.test"}
+        if proxy is trusted:
+            answer = client.put(f"user/1.0/{username}", {"password": password, "email": email},
+                                headers=host)
+            assert answer.status == 200, answer
+        answer = client.get(f"user/1.0/{username}/node/weave", headers=host)
+        assert (answer.status, answer.text) == (200, expected)
+        client.close()
