@@ -8,8 +8,11 @@ prefix. The same proxy connecting from 127.0.0.2, which is not trusted, has
 its forwarded headers ignored, so the client's signature cannot match.
 """
 
+import time
+
 import pytest
 
+from syncserver.testing.sync15_client import hawk_header
 from tests.e2e.conftest import Client, new_account, running_server
 from tests.e2e.proxy import ForwardingProxy
 from tests.e2e.sync15 import Sync15Client, first_sync15, ok
@@ -106,3 +109,21 @@ def test_sync11_node_urls_follow_the_trusted_proxy_too(proxies):
         answer = client.get(f"user/1.0/{username}/node/weave", headers=host)
         assert (answer.status, answer.text) == (200, expected)
         client.close()
+
+
+def test_a_replayed_or_stale_request_is_401_over_http(server15):
+    client = Sync15Client(server15.url, 106, SECRET)
+    url = f"{server15.url}/1.5/106/info/collections"
+    signed = hawk_header("GET", url, client.credentials)
+    first = client.get("info/collections", headers={"Authorization": signed})
+    assert first.status == 200, first
+    replayed = client.get("info/collections", headers={"Authorization": signed})
+    assert (replayed.status, replayed.body) == (401, b"0"), replayed
+    stale = client.get("info/collections", headers={
+        "Authorization": hawk_header("GET", url, client.credentials, ts_offset=-3600)})
+    assert stale.status == 401, stale
+    challenge = stale.headers["WWW-Authenticate"]
+    assert 'error="Stale timestamp"' in challenge and "tsm=" in challenge
+    server_ts = int(challenge.split('ts="')[1].split('"')[0])
+    assert abs(server_ts - time.time()) < 60
+    client.close()
