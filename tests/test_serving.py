@@ -51,5 +51,6 @@ def test_waitress_leaves_forwarded_headers_to_the_application(monkeypatch):
     waitress_server({}, host="127.0.0.1", port="0")("app")
     assert served["clear_untrusted_proxy_headers"] == "false"
     served.clear()
-    waitress_server({}, host="127.0.0.1", port="0", trusted_proxy="10.0.0.1")("app")
+    waitress_server({}, host="127.0.0.1", port="0", trusted_proxy="10.0.0.1",
+                    trusted_proxy_headers="x-forwarded-proto")("app")
     assert "clear_untrusted_proxy_headers" not in served
