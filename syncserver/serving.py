@@ -8,6 +8,13 @@ the port, a port below 1024 without root, an address this machine does not
 have) stops ``paster serve`` with one sentence and exit status 1 instead of
 a traceback. Written here because neither paster nor waitress offers it.
 
+It also keeps waitress from deleting ``X-Forwarded-*`` headers: waitress
+(``clear_untrusted_proxy_headers``, on by default) drops them from every
+peer unless its own ``trusted_proxy`` is set, so ``global.trusted_proxies``
+would never see a proxy's headers. The application decides whom to believe;
+an ini that sets waitress's ``trusted_proxy`` or the option itself keeps
+waitress's behaviour.
+
 ``host`` and ``port`` given on the command line (``paster serve
 development.ini port=5001``) win over the ini's: PasteDeploy then drops the
 ini's own value of that name from the section and hands the command line's
@@ -32,6 +39,8 @@ def waitress_server(global_conf, **options):
         for name in ("host", "port"):
             if name not in options and global_conf.get(name):
                 options[name] = global_conf[name]
+    if "trusted_proxy" not in options:
+        options.setdefault("clear_untrusted_proxy_headers", "false")
     check_listen(options, global_conf.get("__file__"))
 
     def serve(app):

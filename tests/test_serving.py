@@ -40,3 +40,17 @@ def test_an_address_this_machine_lacks_is_said_so():
 def test_bad_options_are_one_sentence():
     with pytest.raises(SystemExit, match=r"\[server:main\] is not usable"):
         waitress_server({}, host="127.0.0.1", port="0", no_such_option="1")
+
+
+def test_waitress_leaves_forwarded_headers_to_the_application(monkeypatch):
+    """waitress would drop X-Forwarded-* from every peer: global.trusted_proxies decides."""
+    import waitress
+
+    served = {}
+    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
+    waitress_server({}, host="127.0.0.1", port="0")("app")
+    assert served["clear_untrusted_proxy_headers"] == "false"
+    served.clear()
+    waitress_server({}, host="127.0.0.1", port="0", trusted_proxy="10.0.0.1",
+                    trusted_proxy_headers="x-forwarded-proto")("app")
+    assert "clear_untrusted_proxy_headers" not in served

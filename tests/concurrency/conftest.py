@@ -5,6 +5,12 @@ threads) on its own port, built from the project's development.ini with the
 database and the settings of one entry of :data:`SERVER_CONFIGS`. Clients
 alternate between the two, so every race crosses process boundaries: nothing
 in-process (a lock, a cache) can hide a missing database guarantee.
+
+Both serve Storage API 1.5 too (development.ini enables it), with the same
+master secret (:data:`MASTER_SECRET`, also ``Cluster.master_secret``): a
+1.5 client mints one token per server, for the URL it reaches. Tests of 1.5
+only pick their databases with ``@pytest.mark.parametrize("cluster",
+SYNC15_CONFIGS, indirect=True)``.
 """
 
 import dataclasses
@@ -38,7 +44,12 @@ SERVER_CONFIGS = [
         "storage.redis_url": "{redis_url}"}), id="mysql+redis", marks=pytest.mark.mysql),
 ]
 
+#: The databases the 1.5 races run on (SQLite serializes writers anyway).
+SYNC15_CONFIGS = SERVER_CONFIGS[:2]
+
 SERVER_COUNT = 2
+#: Signs the Sync 1.5 tokens both servers accept.
+MASTER_SECRET = "cluster-master-secret-0123456789"
 
 
 @dataclasses.dataclass
@@ -46,6 +57,7 @@ class Cluster:
     """The running servers' base URLs, in a fixed order."""
 
     urls: list
+    master_secret: str = MASTER_SECRET
 
     def url(self, n):
         """Server ``n`` modulo the number of servers: clients just count."""
@@ -56,7 +68,8 @@ class Cluster:
 def cluster(request, tmp_path):
     config = request.param
     sqluri = request.getfixturevalue(config.database)
-    settings = {"storage.sqluri": sqluri, "auth.sqluri": sqluri}
+    settings = {"storage.sqluri": sqluri, "auth.sqluri": sqluri,
+                "global.master_secret": MASTER_SECRET}
     for key, value in config.settings.items():
         if value.startswith("{") and value.endswith("}"):
             value = request.getfixturevalue(value[1:-1])
