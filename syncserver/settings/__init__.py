@@ -145,6 +145,8 @@ def _check_tokenserver(tokenserver, nodes):
                           "(the Sync 1.5 users refer to the node list): set one of them.")
     if tokenserver.duration < 1:
         raise ConfigError("tokenserver.duration must be at least 1 second.")
+    if tokenserver.replaced_grace_seconds < 0:
+        raise ConfigError("tokenserver.replaced_grace_seconds must not be negative.")
     for fxa_uid in tokenserver.allowed_fxa_uids:
         if not _FXA_UID.fullmatch(fxa_uid):
             raise ConfigError(f"tokenserver.allowed_fxa_uids lists {fxa_uid!r}: it takes "

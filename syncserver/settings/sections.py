@@ -201,6 +201,8 @@ class TokenserverSettings:
     node_type: str | None = None
     #: Key of the ``hashed_fxa_uid`` / ``hashed_device_id`` HMACs; empty: from the master secret.
     metrics_secret: str | None = None
+    #: Seconds a replaced uid's storage is kept before ``purge-expired`` deletes it (1 day).
+    replaced_grace_seconds: int = 86400
     #: Database of the Sync 1.5 users; defaults to ``nodes.sqluri`` (it refers to the nodes).
     sqluri: str | None = None
     create_tables: bool = False

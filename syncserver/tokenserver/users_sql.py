@@ -12,7 +12,9 @@ the node list, whose ``nodes`` rows they point to)::
                     created_at       BIGINT        (ms)
                     replaced_at      BIGINT NULL   (ms; set: the uid is dead)
                     node_id          INTEGER NULL -> nodes.id ON DELETE SET NULL
-                    indexes (email, created_at), (replaced_at), (node_id)
+                    purged_at        BIGINT NULL   (ms; the replaced uid's storage is deleted)
+                    indexes (email, created_at), (replaced_at), (node_id),
+                            (purged_at, replaced_at)
 
     token_accounts  email            VARCHAR(255) primary key
                     blocked          BOOLEAN       (an administrator refused the account)
@@ -85,6 +87,7 @@ from syncserver.tokenserver.users import (
     MAX_ROWS,
     AccountSummary,
     NoSuchTokenUser,
+    ReplacedUid,
     TokenUser,
     TokenUserBackend,
     TokenUsersUnavailable,
@@ -113,9 +116,11 @@ token_users = Table(
     Column("created_at", BigInteger(), nullable=False),
     Column("replaced_at", BigInteger(), nullable=True),
     Column("node_id", Integer(), ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True),
+    Column("purged_at", BigInteger(), nullable=True),
     Index("token_users_lookup_idx", "email", "created_at"),
     Index("token_users_replaced_at_idx", "replaced_at"),
     Index("token_users_node_idx", "node_id"),
+    Index("token_users_purge_idx", "purged_at", "replaced_at"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE,
 )
@@ -315,6 +320,35 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
         with self._reading() as connection:
             return _count_accounts(connection)
 
+    def replaced_uids(self, replaced_before_ms, limit, after_uid=0):
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(token_users.c.uid, token_users.c.fxa_uid, token_users.c.replaced_at,
+                       token_users.c.node_id, nodes.c.id.label("found_node_id"),
+                       nodes.c.url.label("node_url"))
+                .select_from(token_users.outerjoin(nodes, nodes.c.id == token_users.c.node_id))
+                .where(token_users.c.purged_at.is_(None),
+                       token_users.c.replaced_at.is_not(None),
+                       token_users.c.replaced_at <= replaced_before_ms,
+                       token_users.c.uid > after_uid)
+                .order_by(token_users.c.uid).limit(limit)).all()
+        return [ReplacedUid(uid=row.uid, fxa_uid=row.fxa_uid, replaced_at=row.replaced_at,
+                            node_url=row.node_url if row.found_node_id is not None else None,
+                            node_state=_purge_node_state(row)) for row in rows]
+
+    def mark_purged(self, uids):
+        uids = sorted(set(uids))
+        if not uids:
+            return 0
+
+        def mark(connection):
+            # Only replaced rows: a current row is never marked, whatever the caller says.
+            return connection.execute(token_users.update().where(
+                token_users.c.uid.in_(uids), token_users.c.purged_at.is_(None),
+                token_users.c.replaced_at.is_not(None)).values(purged_at=self._now_ms())).rowcount
+
+        return self._write(mark)
+
     def count_by_node(self):
         with self._reading() as connection:
             rows = connection.execute(
@@ -402,6 +436,14 @@ def _user_row(row, nodes_exist):
                    replaced_at=row.replaced_at, node_id=row.node_id,
                    node_url=row.node_url if row.found_node_id is not None else None,
                    node_state=state)
+
+
+def _purge_node_state(row):
+    if row.found_node_id is not None:
+        return "listed"
+    # No node: written to the server that was the node itself (no node list at the
+    # time), or a node removed since (MySQL and PostgreSQL set node_id NULL then).
+    return "this server" if row.node_id is None else "gone"
 
 
 def _nodes_exist(connection):

@@ -1,0 +1,134 @@
+"""Deleting the storage of replaced Sync 1.5 uids: the second half of ``purge-expired``.
+
+A Sync 1.5 account gets a new uid (new, empty storage) when its keys change
+or it moves to another node (a node removed or downed, ``token-user
+reassign``); the old row is marked replaced and never handed out again. Its
+records stay where they were for ``tokenserver.replaced_grace_seconds`` (a
+day by default: a device that fetched a token just before the change may
+still finish its sync with it, for at most ``tokenserver.duration``), then
+:func:`purge_replaced` deletes them and marks the row purged, so the next
+run skips it. The row itself stays: its client state may never come back.
+
+Where the records are:
+
+- on this server (no node list when they were written, or the node whose
+  URL is ``nodes.this_node`` or ``tokenserver.node_url``): deleted through
+  the storage backend (:meth:`~syncserver.storage.StorageBackend.delete_user`
+  of :func:`~syncserver.storage.sync15_user_id`, which also leaves a
+  tombstone refusing late writes);
+- on another node of the list: deleted through that node's 1.5 API
+  (:mod:`syncserver.admin.node_requests`), with a token signed with the
+  shared master secret; a node that cannot be reached is skipped for the
+  rest of the run and its uids stay due (the command exits with status 1);
+- on a node removed from the list: nothing can be reached, the row is
+  marked purged.
+
+Every step is idempotent (deleting deleted storage is harmless, marking is
+conditional), so two runs at once, or a run beside the server answering
+token requests, do no harm: a token request never reads ``purged_at`` and
+never hands out a replaced uid.
+"""
+
+import dataclasses
+import time
+
+from syncserver.admin.node_requests import NodeRequestFailed, delete_storage_on_node
+from syncserver.storage import sync15_user_id
+from syncserver.tokenserver.endpoints import node_base_url
+
+
+@dataclasses.dataclass
+class ReplacedPurge:
+    """What one run did (or, with ``dry_run``, would do)."""
+
+    #: Replaced uids past the grace period, not purged before this run.
+    due: int = 0
+    #: Deleted through this server's storage backend.
+    here: int = 0
+    #: Deleted through their node's API.
+    on_nodes: int = 0
+    #: On a node no longer in the list: marked purged, nothing to delete.
+    node_gone: int = 0
+    #: Left for the next run (their node did not delete).
+    failed: int = 0
+    #: ``{node URL: the reason}`` for each node that failed.
+    failures: dict = dataclasses.field(default_factory=dict)
+
+    def as_json(self):
+        return dataclasses.asdict(self)
+
+
+def local_node_urls(settings):
+    """The node URLs whose storage is this server's own storage backend."""
+    urls = set()
+    for url in (settings.nodes.this_node, settings.tokenserver.node_url):
+        if url:
+            try:
+                urls.add(node_base_url(url))
+            except ValueError:
+                continue
+    return urls
+
+
+def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_run=False,
+                   delete_on_node=delete_storage_on_node, timeout=10.0):
+    """Delete the storage of every replaced uid past the grace period; a :class:`ReplacedPurge`.
+
+    ``users`` is the :class:`~syncserver.tokenserver.users.TokenUserBackend`,
+    ``storage`` this server's :class:`~syncserver.storage.StorageBackend` or
+    None (a tokenserver serving no storage itself); ``settings`` the parsed
+    settings (grace period, master secret, which nodes are this server).
+    """
+    now = time.time() if now is None else now
+    cutoff_ms = int((now - settings.tokenserver.replaced_grace_seconds) * 1000)
+    here_urls = local_node_urls(settings)
+    secrets = settings.global_.master_secret
+    summary = ReplacedPurge()
+    after = 0
+    while True:
+        batch = users.replaced_uids(cutoff_ms, batch_size, after_uid=after)
+        if not batch:
+            return summary
+        after = batch[-1].uid
+        summary.due += len(batch)
+        done = []
+        for replaced in batch:
+            where = _where(replaced, here_urls, storage)
+            if dry_run:
+                continue
+            if where == "here":
+                storage.delete_user(sync15_user_id(replaced.uid))
+                summary.here += 1
+            elif where == "gone":
+                summary.node_gone += 1
+            else:
+                node = node_base_url(replaced.node_url)
+                if node in summary.failures:
+                    summary.failed += 1
+                    continue
+                if not secrets:
+                    summary.failures[node] = "global.master_secret is not set here"
+                    summary.failed += 1
+                    continue
+                try:
+                    delete_on_node(replaced.node_url, replaced.uid, replaced.fxa_uid,
+                                   secrets[0], timeout=timeout)
+                except NodeRequestFailed as error:
+                    summary.failures[node] = str(error)
+                    summary.failed += 1
+                    continue
+                summary.on_nodes += 1
+            done.append(replaced.uid)
+        if done:
+            users.mark_purged(done)
+
+
+def _where(replaced, here_urls, storage):
+    """``"here"``, ``"node"`` (another node's API) or ``"gone"`` (nothing to reach)."""
+    if replaced.node_state == "listed":
+        if storage is not None and node_base_url(replaced.node_url) in here_urls:
+            return "here"
+        return "node"
+    if replaced.node_state == "this server" and storage is not None:
+        return "here"
+    return "gone"
