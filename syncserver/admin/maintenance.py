@@ -12,6 +12,7 @@ it rebuild a file that cannot do that (a SQLite file created before
 """
 
 import argparse
+import contextlib
 import time
 
 from syncserver.admin.context import AdminError, format_bytes
@@ -50,7 +51,9 @@ def register(subparsers):
 
 
 def purge_expired(context, args):
-    storage = context.storage
+    storage = context.storage_if_served
+    if storage is None:  # a tokenserver only: its replaced uids are all there is
+        return _purge_replaced_only(context, args)
     # One cut-off for the whole run: items expiring meanwhile wait for the next one.
     now = int(time.time())
     try:
@@ -85,6 +88,19 @@ def purge_expired(context, args):
         summary["reclaimed_bytes"] = storage.reclaim_space(full=args.vacuum)
     _report_purge(context, args, summary, dry_run=False)
     return 1 if replaced is not None and replaced.failed else 0
+
+
+def _purge_replaced_only(context, args):
+    replaced = _purge_replaced(context, args, None)
+    if args.json:
+        context.echo_json({"replaced_uids": replaced.as_json()})
+        _report_failures(context, replaced.as_json())
+    elif args.dry_run:
+        context.echo(f"{count_of(replaced.due, 'replaced Sync 1.5 uid')} past the grace "
+                     "period would have their storage deleted.")
+    else:
+        _report_replaced(context, replaced.as_json())
+    return 1 if replaced.failed else 0
 
 
 def _purge_replaced(context, args, storage):
@@ -138,15 +154,19 @@ def _report_failures(context, replaced):
 
 
 def show_stats(context, args):
+    sync15 = _sync15_users(context)
+    if context.storage_if_served is None:  # a tokenserver only
+        return _show_sync15_users(context, args, sync15)
     try:
         statistics = context.storage.get_statistics(int(time.time()))
     except NotImplementedError as error:
         raise AdminError(f"{error}.") from None
-    try:
-        accounts = context.auth.count_users()
-    except NotImplementedError:
-        accounts = None
-    sync15 = _sync15_users(context)
+    accounts, no_count = None, "unknown (the backend cannot count)"
+    if context.settings.serves_accounts:
+        with contextlib.suppress(NotImplementedError):
+            accounts = context.auth.count_users()
+    else:
+        no_count = "none (sync11.enabled is false)"
     if args.json:
         summary = {
             "accounts": accounts, "users_with_data": statistics.users,
@@ -155,12 +175,11 @@ def show_stats(context, args):
             "collections": {name: {"users": c.users, "items": c.items, "bytes": c.bytes}
                             for name, c in statistics.collections.items()}}
         if sync15 is not None:
-            summary["sync15_users"] = {"total": sync15[0], "by_node": {
-                node or THIS_SERVER: count for node, count in sync15[1].items()}}
+            summary["sync15_users"] = _sync15_json(sync15)
         context.echo_json(summary)
         return 0
     context.echo_fields([
-        ("accounts", accounts if accounts is not None else "unknown (the backend cannot count)"),
+        ("accounts", accounts if accounts is not None else no_count),
         ("users with data", statistics.users),
         ("items", statistics.items),
         ("payloads", format_bytes(statistics.bytes)),
@@ -171,14 +190,32 @@ def show_stats(context, args):
         context.echo_table(["COLLECTION", "USERS", "ITEMS", "BYTES"], [
             [name, c.users, c.items, c.bytes] for name, c in statistics.collections.items()])
     if sync15 is not None:
-        total, by_node = sync15
         context.echo()
-        context.echo(f"Sync 1.5 users: {total}")
-        if by_node:
-            context.echo_table(["NODE", "USERS"], [
-                [node or THIS_SERVER, count] for node, count in sorted(
-                    by_node.items(), key=lambda item: (item[0] is None, item[0] or ""))])
+        _echo_sync15_users(context, sync15)
     return 0
+
+
+def _show_sync15_users(context, args, sync15):
+    """``stats`` of a tokenserver that keeps no records: its users per node."""
+    if args.json:
+        context.echo_json({"sync15_users": _sync15_json(sync15)})
+    else:
+        _echo_sync15_users(context, sync15)
+    return 0
+
+
+def _sync15_json(sync15):
+    return {"total": sync15[0], "by_node": {
+        node or THIS_SERVER: count for node, count in sync15[1].items()}}
+
+
+def _echo_sync15_users(context, sync15):
+    total, by_node = sync15
+    context.echo(f"Sync 1.5 users: {total}")
+    if by_node:
+        context.echo_table(["NODE", "USERS"], [
+            [node or THIS_SERVER, count] for node, count in sorted(
+                by_node.items(), key=lambda item: (item[0] is None, item[0] or ""))])
 
 
 #: How ``stats`` names the users served by this server itself (no node list).

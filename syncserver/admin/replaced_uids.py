@@ -70,6 +70,47 @@ def local_node_urls(settings):
     return urls
 
 
+class UidStorage:
+    """Deletes the records of Sync 1.5 uids wherever they are: here, or through their node.
+
+    ``storage`` is this server's storage backend, or None when this process
+    keeps no records (a tokenserver only); ``settings`` say which node URLs
+    are this server and hold the master secret that signs the nodes' tokens.
+    """
+
+    def __init__(self, settings, storage, *, delete_on_node=delete_storage_on_node,
+                 timeout=10.0):
+        self.storage = storage
+        self.here_urls = local_node_urls(settings)
+        self.secrets = settings.global_.master_secret
+        self._delete_on_node = delete_on_node
+        self.timeout = timeout
+
+    def where(self, node_url, node_state):
+        """``"here"``, ``"node"`` (through its API) or ``"gone"`` (nothing to reach).
+
+        ``node_state`` as :class:`~syncserver.tokenserver.users.ReplacedUid` has it.
+        """
+        if node_state == "listed":
+            if self.storage is not None and node_base_url(node_url) in self.here_urls:
+                return "here"
+            return "node"
+        if node_state == "this server" and self.storage is not None:
+            return "here"
+        return "gone"
+
+    def delete(self, uid, fxa_uid, node_url, node_state):
+        """Delete the uid's records; returns :meth:`where` they were. Raises NodeRequestFailed."""
+        where = self.where(node_url, node_state)
+        if where == "here":
+            self.storage.delete_user(sync15_user_id(uid))
+        elif where == "node":
+            if not self.secrets:
+                raise NodeRequestFailed("global.master_secret is not set here")
+            self._delete_on_node(node_url, uid, fxa_uid, self.secrets[0], timeout=self.timeout)
+        return where
+
+
 def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_run=False,
                    delete_on_node=delete_storage_on_node, timeout=10.0):
     """Delete the storage of every replaced uid past the grace period; a :class:`ReplacedPurge`.
@@ -81,8 +122,7 @@ def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_r
     """
     now = time.time() if now is None else now
     cutoff_ms = int((now - settings.tokenserver.replaced_grace_seconds) * 1000)
-    here_urls = local_node_urls(settings)
-    secrets = settings.global_.master_secret
+    uid_storage = UidStorage(settings, storage, delete_on_node=delete_on_node, timeout=timeout)
     summary = ReplacedPurge()
     after = 0
     while True:
@@ -91,44 +131,27 @@ def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_r
             return summary
         after = batch[-1].uid
         summary.due += len(batch)
+        if dry_run:
+            continue
         done = []
         for replaced in batch:
-            where = _where(replaced, here_urls, storage)
-            if dry_run:
+            node = node_base_url(replaced.node_url) if replaced.node_url else None
+            if node in summary.failures:
+                summary.failed += 1  # this node failed already: not asked again this run
+                continue
+            try:
+                where = uid_storage.delete(replaced.uid, replaced.fxa_uid, replaced.node_url,
+                                           replaced.node_state)
+            except NodeRequestFailed as error:
+                summary.failures[node] = str(error)
+                summary.failed += 1
                 continue
             if where == "here":
-                storage.delete_user(sync15_user_id(replaced.uid))
                 summary.here += 1
-            elif where == "gone":
-                summary.node_gone += 1
-            else:
-                node = node_base_url(replaced.node_url)
-                if node in summary.failures:
-                    summary.failed += 1
-                    continue
-                if not secrets:
-                    summary.failures[node] = "global.master_secret is not set here"
-                    summary.failed += 1
-                    continue
-                try:
-                    delete_on_node(replaced.node_url, replaced.uid, replaced.fxa_uid,
-                                   secrets[0], timeout=timeout)
-                except NodeRequestFailed as error:
-                    summary.failures[node] = str(error)
-                    summary.failed += 1
-                    continue
+            elif where == "node":
                 summary.on_nodes += 1
+            else:
+                summary.node_gone += 1
             done.append(replaced.uid)
         if done:
             users.mark_purged(done)
-
-
-def _where(replaced, here_urls, storage):
-    """``"here"``, ``"node"`` (another node's API) or ``"gone"`` (nothing to reach)."""
-    if replaced.node_state == "listed":
-        if storage is not None and node_base_url(replaced.node_url) in here_urls:
-            return "here"
-        return "node"
-    if replaced.node_state == "this server" and storage is not None:
-        return "here"
-    return "gone"

@@ -163,9 +163,11 @@ _ROWS = (select(*_ROW_COLUMNS)
 class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
     """Sync 1.5 users in SQL; see the module docstring. ``clock`` gives epoch seconds."""
 
-    def __init__(self, database, *, owns_database=False, clock=time.time):
+    def __init__(self, database, *, owns_database=False, clock=time.time, self_is_node=True):
         self._use_database(database, owns_database)
         self._clock = clock
+        #: False for a tokenserver serving no storage: an empty node list is then a 503.
+        self.self_is_node = self_is_node
 
     @classmethod
     def from_settings(cls, settings):
@@ -176,10 +178,10 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                             pool_recycle=settings.pool_recycle), owns_database=True)
 
     @classmethod
-    def open(cls, settings, databases):
+    def open(cls, settings, databases, self_is_node=True):
         _require_sqluri(settings)
         return cls(databases.database(settings.sqluri, "tokenserver.sqluri",
-                                      settings.create_tables))
+                                      settings.create_tables), self_is_node=self_is_node)
 
     def is_healthy(self):
         return self.database.table_answers(token_users.c.uid)
@@ -216,7 +218,8 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                 _lock_account(connection, CAP_LOCK, now_ms)
             policy.check_new_account(lambda: _count_accounts(connection))
             new_row = new_account_row(generation, keys_changed_at, client_state, now_ms)
-            return _insert(connection, email, fxa_uid, new_row, leaving=None)
+            return _insert(connection, email, fxa_uid, new_row, leaving=None,
+                           self_is_node=self.self_is_node)
         plan = plan_request(rows, generation, keys_changed_at, client_state, now_ms)
         for uid, replaced_at in plan.repairs:  # A: the race repair
             connection.execute(token_users.update()
@@ -224,7 +227,8 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                                .values(replaced_at=replaced_at))
         current = plan.current
         if plan.new_row is not None:
-            return _insert(connection, email, fxa_uid, plan.new_row, leaving=current)
+            return _insert(connection, email, fxa_uid, plan.new_row, leaving=current,
+                           self_is_node=self.self_is_node)
         if plan.update is not None:
             new_generation, new_k = plan.update
             connection.execute(token_users.update().where(
@@ -465,7 +469,7 @@ def _answer(row):
                      row.client_state)
 
 
-def _insert(connection, email, fxa_uid, new_row, leaving):
+def _insert(connection, email, fxa_uid, new_row, leaving, self_is_node=True):
     """Insert ``new_row`` (a new uid), choosing its node if asked; mark older rows replaced.
 
     ``leaving`` is the current row the account moves from (None for a new
@@ -475,7 +479,7 @@ def _insert(connection, email, fxa_uid, new_row, leaving):
     if new_row.allocate:
         leaving_node = leaving.node_id if leaving is not None and \
             leaving.node_state != "gone" else None
-        node_id, node_url = _allocate_node(connection, leaving_node)
+        node_id, node_url = _allocate_node(connection, leaving_node, self_is_node)
     uid = connection.execute(token_users.insert().values(
         email=email, fxa_uid=fxa_uid, generation=new_row.generation,
         client_state=new_row.client_state, keys_changed_at=new_row.keys_changed_at,
@@ -489,7 +493,7 @@ def _insert(connection, email, fxa_uid, new_row, leaving):
                      new_row.client_state)
 
 
-def _allocate_node(connection, leaving_node):
+def _allocate_node(connection, leaving_node, self_is_node=True):
     """``(node id, URL)`` of the best node, counted; ``(None, None)`` with no node list.
 
     Raises the 503 of §1.7 when there is a node list but no node can take
@@ -509,6 +513,10 @@ def _allocate_node(connection, leaving_node):
     if not candidates:
         if _nodes_exist(connection):
             raise errors.server_error()  # §1.7: no node can take the account
+        if not self_is_node:
+            logger.warning("tokenserver: the node list is empty and this process serves no "
+                           "storage: add a storage node (syncserver-admin node add)")
+            raise errors.server_error()
         return None, None
     chosen = min(candidates, key=lambda row: (
         fractions.Fraction(row.current_load, row.capacity), row.current_load, row.id))
