@@ -82,33 +82,45 @@ class UidStorage:
                  timeout=10.0):
         self.storage = storage
         self.here_urls = local_node_urls(settings)
+        #: Where tokens sent accounts while the node list was empty, for a
+        #: tokenserver that keeps no records (``tokenserver.node_url``).
+        self.single_node_url = settings.tokenserver.node_url or None
         self.secrets = settings.global_.master_secret
         self._delete_on_node = delete_on_node
         self.timeout = timeout
 
     def where(self, node_url, node_state):
-        """``"here"``, ``"node"`` (through its API) or ``"gone"`` (nothing to reach).
+        """``(place, node URL)``: ``"here"``, ``"node"`` (through its API) or ``"gone"``.
 
-        ``node_state`` as :class:`~syncserver.tokenserver.users.ReplacedUid` has it.
+        ``node_state`` as :class:`~syncserver.tokenserver.users.ReplacedUid`
+        has it. A uid without node was written where tokens named this
+        server: its own storage, or ``tokenserver.node_url`` for a
+        tokenserver that keeps no records.
         """
         if node_state == "listed":
             if self.storage is not None and node_base_url(node_url) in self.here_urls:
-                return "here"
-            return "node"
-        if node_state == "this server" and self.storage is not None:
-            return "here"
-        return "gone"
+                return "here", None
+            return "node", node_url
+        if node_state == "this server":
+            if self.storage is not None:
+                return "here", None
+            if self.single_node_url:
+                return "node", self.single_node_url
+        return "gone", None
 
     def delete(self, uid, fxa_uid, node_url, node_state):
-        """Delete the uid's records; returns :meth:`where` they were. Raises NodeRequestFailed."""
-        where = self.where(node_url, node_state)
-        if where == "here":
+        """Delete the uid's records; returns ``(place, node URL)`` as :meth:`where`.
+
+        Raises :class:`~syncserver.admin.node_requests.NodeRequestFailed`.
+        """
+        place, url = self.where(node_url, node_state)
+        if place == "here":
             self.storage.delete_user(sync15_user_id(uid))
-        elif where == "node":
+        elif place == "node":
             if not self.secrets:
                 raise NodeRequestFailed("global.master_secret is not set here")
-            self._delete_on_node(node_url, uid, fxa_uid, self.secrets[0], timeout=self.timeout)
-        return where
+            self._delete_on_node(url, uid, fxa_uid, self.secrets[0], timeout=self.timeout)
+        return place, url
 
 
 def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_run=False,
@@ -135,13 +147,14 @@ def purge_replaced(users, storage, settings, *, now=None, batch_size=1000, dry_r
             continue
         done = []
         for replaced in batch:
-            node = node_base_url(replaced.node_url) if replaced.node_url else None
+            _, url = uid_storage.where(replaced.node_url, replaced.node_state)
+            node = node_base_url(url) if url else None
             if node in summary.failures:
                 summary.failed += 1  # this node failed already: not asked again this run
                 continue
             try:
-                where = uid_storage.delete(replaced.uid, replaced.fxa_uid, replaced.node_url,
-                                           replaced.node_state)
+                where, _ = uid_storage.delete(replaced.uid, replaced.fxa_uid,
+                                              replaced.node_url, replaced.node_state)
             except NodeRequestFailed as error:
                 summary.failures[node] = str(error)
                 summary.failed += 1

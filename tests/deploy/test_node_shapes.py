@@ -256,3 +256,38 @@ def test_a_process_must_serve_something():
         build_app({"sync11.enabled": "false", "storage15.enabled": "true",
                    "nodes.assignment": "true", "storage.sqluri": "sqlite://",
                    "global.master_secret": SECRET})
+
+
+def test_a_tokenserver_with_one_node_and_no_node_list(deployment, tmp_path):
+    """``tokenserver.node_url`` names the one storage node: tokens and purges go there."""
+    node = deployment.nodes[1]
+    keys = {"sync11.enabled": "false", "storage15.enabled": "false",
+            "tokenserver.enabled": "true", "tokenserver.create_tables": "true",
+            "tokenserver.sqluri": f"sqlite:///{tmp_path / 'single.db'}",
+            "tokenserver.oauth_server_url": deployment.fxa.url,
+            "tokenserver.node_url": node.url, "tokenserver.replaced_grace_seconds": "0",
+            "global.master_secret": SECRET}
+    ini = write_shape_ini(tmp_path, "single", free_port(), keys)
+    app = build_app(keys)
+    try:
+        client = webtest.TestApp(app)
+
+        def token(version):
+            stamp = 1_000 * version
+            answer = client.get("/1.0/sync/1.5", headers={
+                "Authorization": "Bearer " + deployment.fxa.mint(
+                    {"sub": fxa_uid("single-node"), "fxa-generation": stamp}),
+                "X-KeyID": key_id(stamp, client_state(version))})
+            return Token(answer.json)
+
+        old = token(1)
+        assert old.node == node.url
+        assert old.request("PUT", "/storage/prefs/p", {"payload": "old"})[0] == 200
+        new = token(2)
+        assert new.uid != old.uid and new.node == node.url
+    finally:
+        app.close()
+    result = run_admin(ini, "purge-expired", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["replaced_uids"]["on_nodes"] == 1
+    assert old.request("GET", "/info/collections")[2] == {}
