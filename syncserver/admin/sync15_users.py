@@ -104,9 +104,10 @@ def show_account(context, args):
     ])
     if account.rows:
         context.echo()
-        context.echo_table(["UID", "CLIENT STATE", "GENERATION", "CREATED", "REPLACED"], [
-            [row.uid, row.client_state or '""', row.generation, _time(row.created_at),
-             _time(row.replaced_at)] for row in account.rows])
+        context.echo_table(
+            ["UID", "CLIENT STATE", "GENERATION", "CREATED", "REPLACED", "DATA"], [
+                [row.uid, row.client_state or '""', row.generation, _time(row.created_at),
+                 _time(row.replaced_at), _data(row)] for row in account.rows])
     return 0
 
 
@@ -197,6 +198,13 @@ def _state(account):
     return "active"
 
 
+def _data(row):
+    """Where a row's records stand: kept, or deleted by ``purge-expired``."""
+    if row.purged_at is not None:
+        return f"deleted {_time(row.purged_at)}"
+    return "kept"
+
+
 def _time(milliseconds):
     return format_time(milliseconds / 1000) if milliseconds else None
 
@@ -213,5 +221,6 @@ def _account_json(account, with_rows=False):
         value["rows"] = [{"uid": row.uid, "client_state": row.client_state,
                           "generation": row.generation, "keys_changed_at": row.keys_changed_at,
                           "created_at": row.created_at, "replaced_at": row.replaced_at,
-                          "node": row.node_url} for row in account.rows]
+                          "purged_at": row.purged_at, "node": row.node_url}
+                         for row in account.rows]
     return value

@@ -65,6 +65,8 @@ class UserRow:
     node_id: int | None
     node_url: str | None
     node_state: str = "ok"
+    #: When ``purge-expired`` deleted the storage of this replaced uid (ms), or None.
+    purged_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -153,7 +153,7 @@ _WRITE_ATTEMPTS = 5
 
 _ROW_COLUMNS = (token_users.c.uid, token_users.c.generation, token_users.c.client_state,
                 token_users.c.keys_changed_at, token_users.c.created_at,
-                token_users.c.replaced_at, token_users.c.node_id,
+                token_users.c.replaced_at, token_users.c.node_id, token_users.c.purged_at,
                 nodes.c.id.label("found_node_id"), nodes.c.url.label("node_url"),
                 nodes.c.downed.label("node_downed"))
 _ROWS = (select(*_ROW_COLUMNS)
@@ -439,7 +439,7 @@ def _user_row(row, nodes_exist):
                    keys_changed_at=row.keys_changed_at, created_at=row.created_at,
                    replaced_at=row.replaced_at, node_id=row.node_id,
                    node_url=row.node_url if row.found_node_id is not None else None,
-                   node_state=state)
+                   node_state=state, purged_at=row.purged_at)
 
 
 def _purge_node_state(row):

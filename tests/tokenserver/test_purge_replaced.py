@@ -113,6 +113,11 @@ def test_a_key_change_deletes_the_old_uid_after_the_grace_period(app, inis, stor
     old.put(app, "late", "written after the purge", status=401)
     assert "bookmarks" in new.collections(app)
 
+    shown = json.loads(run_admin(no_grace, "token-user", "show", account, "--json").out)
+    assert {row["uid"]: row["purged_at"] is not None for row in shown["rows"]} == {
+        new.uid: False, old.uid: True}
+    assert "deleted" in run_admin(no_grace, "token-user", "show", account).out
+
     # Idempotent: the next run finds nothing of this account to do.
     again, replaced = purge(no_grace)
     assert again.code == 0 and purged_at(app, old.uid) is not None
