@@ -147,31 +147,17 @@ def build_components(settings, *, credentials_cache_seconds=None, allow_new_user
     databases = declare_databases(settings)
     components = Components(settings, databases)
     try:
-        components.storage = plugins.open_backend(
-            StorageBackend, settings.storage.backend, settings.storage, databases)
-        components.auth = cached_auth(
-            plugins.open_backend(AuthBackend, settings.auth.backend, settings.auth, databases),
-            settings.auth, databases, credentials_cache_seconds)
+        if settings.serves_storage:
+            components.storage = plugins.open_backend(
+                StorageBackend, settings.storage.backend, settings.storage, databases)
         if settings.nodes.in_use:
             components.nodes = plugins.open_backend(
                 NodeBackend, settings.nodes.backend, settings.nodes, databases)
-        if settings.smtp.host:
-            components.reset_codes = ResetCodeStore.from_settings(settings.reset, databases)
-            components.mailer = Mailer(settings.smtp)
-        if settings.captcha.use:
-            components.captcha = settings.captcha.backend.from_settings(settings.captcha)
-        components.login_throttle = LoginThrottle.from_settings(settings.throttle, databases)
-        if components.reset_codes is not None:
-            throttle = components.login_throttle
-            components.password_reset = PasswordReset(
-                components.auth, components.reset_codes, components.mailer,
-                _guesses(throttle, RESET_CODE),
-                ResetMailLimit(throttle.throttle) if throttle else None)
-            if not settings.global_.public_url and not settings.global_.allowed_hosts:
-                logger.warning("password reset will refuse to mail links until "
-                               "global.public_url (or global.allowed_hosts) is set")
+        if settings.serves_accounts:
+            _build_accounts(settings, components, databases, credentials_cache_seconds)
         if settings.tokenserver.enabled:
-            components.token_users = SQLTokenUsers.open(settings.tokenserver, databases)
+            components.token_users = SQLTokenUsers.open(
+                settings.tokenserver, databases, self_is_node=tokens_name_this_server(settings))
             # Reads a pinned JWKS now; fetches nothing before the first token request.
             components.oauth_verifier = OAuthVerifier(settings.tokenserver.oauth_settings())
         prepare_schemas(databases)
@@ -181,6 +167,38 @@ def build_components(settings, *, credentials_cache_seconds=None, allow_new_user
     return components
 
 
+def _build_accounts(settings, components, databases, credentials_cache_seconds):
+    """Sync 1.1's accounts and what serves them: auth, password reset, captcha, throttle."""
+    components.auth = cached_auth(
+        plugins.open_backend(AuthBackend, settings.auth.backend, settings.auth, databases),
+        settings.auth, databases, credentials_cache_seconds)
+    if settings.smtp.host:
+        components.reset_codes = ResetCodeStore.from_settings(settings.reset, databases)
+        components.mailer = Mailer(settings.smtp)
+    if settings.captcha.use:
+        components.captcha = settings.captcha.backend.from_settings(settings.captcha)
+    components.login_throttle = LoginThrottle.from_settings(settings.throttle, databases)
+    if components.reset_codes is not None:
+        throttle = components.login_throttle
+        components.password_reset = PasswordReset(
+            components.auth, components.reset_codes, components.mailer,
+            _guesses(throttle, RESET_CODE),
+            ResetMailLimit(throttle.throttle) if throttle else None)
+        if not settings.global_.public_url and not settings.global_.allowed_hosts:
+            logger.warning("password reset will refuse to mail links until "
+                           "global.public_url (or global.allowed_hosts) is set")
+
+
+def tokens_name_this_server(settings):
+    """True when a token may name this process as the node (an empty node list).
+
+    It can when this process keeps records, or ``tokenserver.node_url``
+    names the one storage node; a tokenserver-only process without it needs
+    a node list (it answers 503 while the list is empty).
+    """
+    return settings.serves_storage or bool(settings.tokenserver.node_url)
+
+
 def declare_databases(settings):
     """A :class:`DatabaseRegistry` knowing the pool options of every SQL URL of ``settings``.
 
@@ -188,7 +206,13 @@ def declare_databases(settings):
     for, and the timeouts of the first section naming it (storage first).
     """
     databases = DatabaseRegistry()
-    sections = [settings.storage, settings.auth, settings.nodes]
+    sections = []
+    if settings.serves_storage:
+        sections.append(settings.storage)
+    if settings.serves_accounts:
+        sections.append(settings.auth)
+    if settings.nodes.in_use:
+        sections.append(settings.nodes)
     if settings.tokenserver.enabled:
         sections.append(settings.tokenserver)
     for section in sections:
@@ -272,20 +296,23 @@ def _assemble(settings, components):
         hawk = sync15_authenticator(settings)
         cors = CORSPolicy(settings.storage15.cors_origins)
         controllers["storage15"] = Storage15Controller(storage, settings, cors=cors)
-    controllers.update({
-        "storage": StorageController(storage, settings.storage),
-        "user": UserController(auth, storage, settings, nodes=components.nodes,
-                               password_reset=components.password_reset,
-                               captcha=components.captcha, throttle=throttle),
-        "pages": PagesController(auth, storage, settings, components.password_reset,
-                                 _guesses(throttle, DELETE_ACCOUNT), nodes=components.nodes),
-        "misc": MiscController(heartbeat, captcha=components.captcha),
-    })
+    if settings.sync11.enabled:
+        controllers.update({
+            "storage": StorageController(storage, settings.storage),
+            "user": UserController(auth, storage, settings, nodes=components.nodes,
+                                   password_reset=components.password_reset,
+                                   captcha=components.captcha, throttle=throttle),
+            "pages": PagesController(auth, storage, settings, components.password_reset,
+                                     _guesses(throttle, DELETE_ACCOUNT), nodes=components.nodes),
+        })
+    controllers["misc"] = MiscController(heartbeat, captcha=components.captcha,
+                                         serves=settings.serves)
     if components.token_users is not None:
         controllers["tokenserver"] = TokenserverController(
             components.oauth_verifier, components.token_users,
             AccessPolicy.from_settings(settings.tokenserver), settings,
-            node_type=settings.tokenserver.node_type or _database_kind(settings.storage.sqluri))
+            node_type=settings.tokenserver.node_type or (
+                _database_kind(settings.storage.sqluri) if settings.serves_storage else None))
     return SyncServerApp(settings, components, controllers, node_guard=node_guard,
                          heartbeat=heartbeat, metrics_recorder=recorder,
                          metrics_endpoint=endpoint, hawk=hawk, cors=cors)
@@ -315,12 +342,15 @@ def sync15_authenticator(settings):
 def _dependencies(components):
     """What the heartbeat checks: every service configured (see :mod:`syncserver.health`)."""
     storage, auth, mailer = components.storage, components.auth, components.mailer
-    dependencies = [Dependency("storage", storage.is_healthy)]
-    dependencies += [Dependency(name, check, critical=False)
-                     for name, check in storage.optional_dependencies().items()]
-    dependencies.append(Dependency("auth", auth.is_healthy))
-    dependencies += [Dependency(name, check, critical=False)
-                     for name, check in auth.optional_dependencies().items()]
+    dependencies = []
+    if storage is not None:
+        dependencies.append(Dependency("storage", storage.is_healthy))
+        dependencies += [Dependency(name, check, critical=False)
+                         for name, check in storage.optional_dependencies().items()]
+    if auth is not None:
+        dependencies.append(Dependency("auth", auth.is_healthy))
+        dependencies += [Dependency(name, check, critical=False)
+                         for name, check in auth.optional_dependencies().items()]
     if components.nodes is not None:
         dependencies.append(Dependency("nodes", components.nodes.is_healthy))
     if components.reset_codes is not None:

@@ -33,13 +33,20 @@ def register(subparsers):
 
 
 def check_configuration(context):
+    """The ini file parses; says what the process serves (its shape) and with which backends."""
     settings = context.settings
-    return CheckResult("configuration", True,
-                       f"{context.config_path}: storage {_backend_name(settings.storage)}, "
-                       f"auth {_backend_name(settings.auth)}")
+    parts = []
+    if settings.serves_storage:
+        parts.append(f"storage {_backend_name(settings.storage)}")
+    if settings.serves_accounts:
+        parts.append(f"auth {_backend_name(settings.auth)}")
+    parts.append(f"serves {', '.join(settings.serves)}")
+    return CheckResult("configuration", True, f"{context.config_path}: {', '.join(parts)}")
 
 
 def check_storage(context):
+    if not context.settings.serves_storage:
+        return None
     storage = context.storage
     where = _where(context.settings.storage.sqluri)
     if storage.is_healthy():
@@ -48,6 +55,8 @@ def check_storage(context):
 
 
 def check_auth(context):
+    if not context.settings.serves_accounts:
+        return None
     auth = context.auth.backend
     where = _where(context.settings.auth.sqluri)
     if auth.is_healthy():
@@ -86,6 +95,8 @@ def check_schema(context):
 def check_cache(context):
     """The Redis cache in front of the storage (``storage.backend = redis``) answers PING."""
     storage_settings = context.settings.storage
+    if not context.settings.serves_storage:
+        return None
     if not _is_backend(storage_settings.backend, "syncserver.storage.redis", "RedisCachedStorage"):
         return None
     import redis
@@ -101,6 +112,8 @@ def check_cache(context):
 
 def check_directory(context):
     """The LDAP service account binds and sees ``auth.users_base_dn``."""
+    if not context.settings.serves_accounts:
+        return None
     if not _is_backend(context.settings.auth.backend, "syncserver.auth.ldap", "LDAPAuth"):
         return None
     auth = context.auth.backend
@@ -113,7 +126,7 @@ def check_directory(context):
 def check_smtp(context):
     """The SMTP server greets, and STARTTLS/login work as configured; no mail is sent."""
     smtp = context.settings.smtp
-    if not smtp.host:
+    if not smtp.host or not context.settings.serves_accounts:
         return None
     from syncserver.accounts.mail import Mailer, MailUnavailable
 
@@ -138,7 +151,7 @@ def check_nodes(context):
 def check_throttle(context):
     """The failed-login counters (Redis or the ``login_failures`` table) can be read."""
     throttle = context.settings.throttle
-    if not throttle.enabled:
+    if not throttle.enabled or not context.settings.serves_accounts:
         return None
     if throttle.redis_url:
         from syncserver.throttle.redis_store import RedisCounterStore

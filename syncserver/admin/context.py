@@ -61,9 +61,18 @@ class AdminContext:
 
     @functools.cached_property
     def storage(self):
+        if not self.settings.serves_storage:
+            raise AdminError("this configuration keeps no records (sync11.enabled and "
+                             "storage15.enabled are false: a tokenserver only); run the "
+                             "command with a storage node's configuration.")
         return self._open(lambda: plugins.open_backend(
             StorageBackend, self.settings.storage.backend, self.no_tables.storage,
             self.databases))
+
+    @property
+    def storage_if_served(self):
+        """The storage when this process keeps records (Sync 1.1 or 1.5), else None."""
+        return self.storage if self.settings.serves_storage else None
 
     @functools.cached_property
     def auth(self):

@@ -1,5 +1,9 @@
 """``syncserver-admin purge-expired`` and ``stats``: keeping the store tidy and measured.
 
+With the tokenserver on, ``purge-expired`` also deletes the storage of the
+Sync 1.5 uids replaced more than ``tokenserver.replaced_grace_seconds`` ago
+(:mod:`syncserver.admin.replaced_uids`), here or on their storage node.
+
 After a purge, ``purge-expired`` asks the backend to give the freed space back
 to the file system (:meth:`~syncserver.storage.StorageBackend.reclaim_space`:
 a SQLite file's incremental vacuum, in short steps); ``--vacuum`` also lets
@@ -8,24 +12,29 @@ it rebuild a file that cannot do that (a SQLite file created before
 """
 
 import argparse
+import contextlib
 import time
 
 from syncserver.admin.context import AdminError, format_bytes
+from syncserver.admin.replaced_uids import purge_replaced
 from syncserver.errors import NotSupported
 from syncserver.wording import count_of
 
 
 def register(subparsers):
     purge = subparsers.add_parser(
-        "purge-expired", help="delete expired (TTL) items for good, in small batches",
+        "purge-expired", help="delete expired (TTL) items, and replaced Sync 1.5 uids' storage",
         description="Deletes the items whose TTL has passed, a batch at a time, each in short "
-                    "transactions: safe to run from cron while the server serves.")
+                    "transactions: safe to run from cron while the server serves. With the "
+                    "tokenserver on, also deletes the storage of Sync 1.5 uids replaced more "
+                    "than tokenserver.replaced_grace_seconds ago (a key change, a move to "
+                    "another node), here or through their storage node's API.")
     purge.add_argument("--batch-size", type=_positive, default=1000, metavar="N",
                        help="items per batch (default 1000)")
     purge.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
                        help="sleep between batches, to leave the database to the server")
     purge.add_argument("--dry-run", action="store_true",
-                       help="only count the expired items")
+                       help="only count the expired items and the replaced uids due")
     purge.add_argument("--no-reclaim", action="store_true",
                        help="leave the freed space in the database file")
     purge.add_argument("--vacuum", action="store_true",
@@ -42,7 +51,9 @@ def register(subparsers):
 
 
 def purge_expired(context, args):
-    storage = context.storage
+    storage = context.storage_if_served
+    if storage is None:  # a tokenserver only: its replaced uids are all there is
+        return _purge_replaced_only(context, args)
     # One cut-off for the whole run: items expiring meanwhile wait for the next one.
     now = int(time.time())
     try:
@@ -51,6 +62,9 @@ def purge_expired(context, args):
         expired = None
     if args.dry_run:
         summary = {"expired": expired, "purged": 0, "batches": 0, "seconds": 0.0}
+        replaced = _purge_replaced(context, args, storage)
+        if replaced is not None:
+            summary["replaced_uids"] = replaced.as_json()
         _report_purge(context, args, summary, dry_run=True)
         return 0
     started = time.monotonic()
@@ -67,38 +81,92 @@ def purge_expired(context, args):
                 time.sleep(args.pause)
     summary = {"expired": expired, "purged": purged, "batches": batches,
                "seconds": round(time.monotonic() - started, 2), "reclaimed_bytes": None}
+    replaced = _purge_replaced(context, args, storage)
+    if replaced is not None:
+        summary["replaced_uids"] = replaced.as_json()
     if not args.no_reclaim:
         summary["reclaimed_bytes"] = storage.reclaim_space(full=args.vacuum)
     _report_purge(context, args, summary, dry_run=False)
-    return 0
+    return 1 if replaced is not None and replaced.failed else 0
+
+
+def _purge_replaced_only(context, args):
+    replaced = _purge_replaced(context, args, None)
+    if args.json:
+        context.echo_json({"replaced_uids": replaced.as_json()})
+        _report_failures(context, replaced.as_json())
+    elif args.dry_run:
+        context.echo(f"{count_of(replaced.due, 'replaced Sync 1.5 uid')} past the grace "
+                     "period would have their storage deleted.")
+    else:
+        _report_replaced(context, replaced.as_json())
+    return 1 if replaced.failed else 0
+
+
+def _purge_replaced(context, args, storage):
+    """The replaced Sync 1.5 uids' part of the run (None with the tokenserver off)."""
+    if not context.settings.tokenserver.enabled:
+        return None
+    # Replacements are stamped in milliseconds: the cut-off is not rounded to the second.
+    return purge_replaced(context.token_users, storage, context.settings, now=time.time(),
+                          batch_size=args.batch_size, dry_run=args.dry_run)
 
 
 def _report_purge(context, args, summary, dry_run):
     if args.json:
         context.echo_json(summary)
+        if summary.get("replaced_uids"):
+            _report_failures(context, summary["replaced_uids"])
     elif dry_run:
         known = ("An unknown number of expired items" if summary["expired"] is None
                  else count_of(summary["expired"], "expired item"))
         context.echo(f"{known} would be purged.")
+        replaced = summary.get("replaced_uids")
+        if replaced is not None:
+            context.echo(f"{count_of(replaced['due'], 'replaced Sync 1.5 uid')} past the grace "
+                         "period would have their storage deleted.")
     else:
         context.echo(f"Purged {count_of(summary['purged'], 'expired item')} in "
                      f"{count_of(summary['batches'], 'batch', 'batches')} of up to "
                      f"{args.batch_size} ({summary['seconds']:.2f} s).")
+        replaced = summary.get("replaced_uids")
+        if replaced is not None:
+            _report_replaced(context, replaced)
         if summary["reclaimed_bytes"]:
             context.echo(f"Gave {format_bytes(summary['reclaimed_bytes'])} back to the "
                          "file system.")
 
 
+def _report_replaced(context, replaced):
+    deleted = count_of(replaced["here"] + replaced["on_nodes"], "replaced Sync 1.5 uid")
+    context.echo(f"Deleted the storage of {deleted} ({replaced['here']} here, "
+                 f"{replaced['on_nodes']} through their node); {replaced['node_gone']} on "
+                 "removed nodes marked purged.")
+    _report_failures(context, replaced)
+
+
+def _report_failures(context, replaced):
+    for node, reason in replaced["failures"].items():
+        context.stderr.write(f"syncserver-admin: not purged on {node}: {reason}\n")
+    if replaced["failed"]:
+        context.stderr.write(f"syncserver-admin: {count_of(replaced['failed'], 'replaced uid')} "
+                             "left for the next run.\n")
+
+
 def show_stats(context, args):
+    sync15 = _sync15_users(context)
+    if context.storage_if_served is None:  # a tokenserver only
+        return _show_sync15_users(context, args, sync15)
     try:
         statistics = context.storage.get_statistics(int(time.time()))
     except NotImplementedError as error:
         raise AdminError(f"{error}.") from None
-    try:
-        accounts = context.auth.count_users()
-    except NotImplementedError:
-        accounts = None
-    sync15 = _sync15_users(context)
+    accounts, no_count = None, "unknown (the backend cannot count)"
+    if context.settings.serves_accounts:
+        with contextlib.suppress(NotImplementedError):
+            accounts = context.auth.count_users()
+    else:
+        no_count = "none (sync11.enabled is false)"
     if args.json:
         summary = {
             "accounts": accounts, "users_with_data": statistics.users,
@@ -107,12 +175,11 @@ def show_stats(context, args):
             "collections": {name: {"users": c.users, "items": c.items, "bytes": c.bytes}
                             for name, c in statistics.collections.items()}}
         if sync15 is not None:
-            summary["sync15_users"] = {"total": sync15[0], "by_node": {
-                node or THIS_SERVER: count for node, count in sync15[1].items()}}
+            summary["sync15_users"] = _sync15_json(sync15)
         context.echo_json(summary)
         return 0
     context.echo_fields([
-        ("accounts", accounts if accounts is not None else "unknown (the backend cannot count)"),
+        ("accounts", accounts if accounts is not None else no_count),
         ("users with data", statistics.users),
         ("items", statistics.items),
         ("payloads", format_bytes(statistics.bytes)),
@@ -123,14 +190,32 @@ def show_stats(context, args):
         context.echo_table(["COLLECTION", "USERS", "ITEMS", "BYTES"], [
             [name, c.users, c.items, c.bytes] for name, c in statistics.collections.items()])
     if sync15 is not None:
-        total, by_node = sync15
         context.echo()
-        context.echo(f"Sync 1.5 users: {total}")
-        if by_node:
-            context.echo_table(["NODE", "USERS"], [
-                [node or THIS_SERVER, count] for node, count in sorted(
-                    by_node.items(), key=lambda item: (item[0] is None, item[0] or ""))])
+        _echo_sync15_users(context, sync15)
     return 0
+
+
+def _show_sync15_users(context, args, sync15):
+    """``stats`` of a tokenserver that keeps no records: its users per node."""
+    if args.json:
+        context.echo_json({"sync15_users": _sync15_json(sync15)})
+    else:
+        _echo_sync15_users(context, sync15)
+    return 0
+
+
+def _sync15_json(sync15):
+    return {"total": sync15[0], "by_node": {
+        node or THIS_SERVER: count for node, count in sync15[1].items()}}
+
+
+def _echo_sync15_users(context, sync15):
+    total, by_node = sync15
+    context.echo(f"Sync 1.5 users: {total}")
+    if by_node:
+        context.echo_table(["NODE", "USERS"], [
+            [node or THIS_SERVER, count] for node, count in sorted(
+                by_node.items(), key=lambda item: (item[0] is None, item[0] or ""))])
 
 
 #: How ``stats`` names the users served by this server itself (no node list).

@@ -8,9 +8,10 @@ as ``list`` shows it) or a Sync 1.5 uid (a number of at most 19 digits).
 - ``block`` / ``unblock``: a blocked account's token requests are refused
   (401 ``new-users-disabled``, a security-log line) until it is unblocked;
   its rows and data stay. An account can be blocked before its first token.
-- ``delete``: blocks the account, deletes the records of every uid it had,
-  then forgets the account; it may come back as a new account later (if the
-  policy lets it).
+- ``delete``: blocks the account, deletes the records of every uid it had
+  (here, or through the storage node's API: see
+  :mod:`syncserver.admin.replaced_uids`), then forgets the account; it may
+  come back as a new account later (if the policy lets it).
 - ``reassign``: marks the current row replaced, so the next token request
   gets a new uid on the best node (an empty store: the client uploads again).
 """
@@ -18,7 +19,8 @@ as ``list`` shows it) or a Sync 1.5 uid (a number of at most 19 digits).
 import re
 
 from syncserver.admin.context import AdminError, format_time
-from syncserver.storage import sync15_user_id
+from syncserver.admin.node_requests import NodeRequestFailed
+from syncserver.admin.replaced_uids import UidStorage
 from syncserver.tokenserver.users import NoSuchTokenUser
 
 _SYNC_UID = re.compile(r"[0-9]{1,19}")
@@ -102,9 +104,10 @@ def show_account(context, args):
     ])
     if account.rows:
         context.echo()
-        context.echo_table(["UID", "CLIENT STATE", "GENERATION", "CREATED", "REPLACED"], [
-            [row.uid, row.client_state or '""', row.generation, _time(row.created_at),
-             _time(row.replaced_at)] for row in account.rows])
+        context.echo_table(
+            ["UID", "CLIENT STATE", "GENERATION", "CREATED", "REPLACED", "DATA"], [
+                [row.uid, row.client_state or '""', row.generation, _time(row.created_at),
+                 _time(row.replaced_at), _data(row)] for row in account.rows])
     return 0
 
 
@@ -134,9 +137,17 @@ def delete_account(context, args):
             raise AdminError("nothing was deleted.")
     # Blocked first, so that no token request gives it a new uid while its data goes.
     users.set_blocked(fxa_uid, True)
-    uids = sorted({row.uid for row in users.get_account(fxa_uid).rows})
-    for uid in uids:
-        context.storage.delete_user(sync15_user_id(uid))
+    rows = sorted(users.get_account(fxa_uid).rows, key=lambda row: row.uid)
+    uids = [row.uid for row in rows]
+    uid_storage = UidStorage(context.settings, context.storage_if_served)
+    for row in rows:
+        state = "listed" if row.node_url is not None else (
+            "this server" if row.node_id is None else "gone")
+        try:
+            uid_storage.delete(row.uid, fxa_uid, row.node_url, state)
+        except NodeRequestFailed as error:
+            raise AdminError(f"the data of uid {row.uid} could not be deleted: {error}; the "
+                             "account stays blocked: run the command again.") from None
     users.delete_account(fxa_uid)  # the block above keeps a row: never NoSuchTokenUser
     context.echo(f"Deleted the Sync 1.5 user {fxa_uid} (uids {', '.join(map(str, uids)) or '-'}) "
                  "and its stored data.")
@@ -187,6 +198,13 @@ def _state(account):
     return "active"
 
 
+def _data(row):
+    """Where a row's records stand: kept, or deleted by ``purge-expired``."""
+    if row.purged_at is not None:
+        return f"deleted {_time(row.purged_at)}"
+    return "kept"
+
+
 def _time(milliseconds):
     return format_time(milliseconds / 1000) if milliseconds else None
 
@@ -203,5 +221,6 @@ def _account_json(account, with_rows=False):
         value["rows"] = [{"uid": row.uid, "client_state": row.client_state,
                           "generation": row.generation, "keys_changed_at": row.keys_changed_at,
                           "created_at": row.created_at, "replaced_at": row.replaced_at,
-                          "node": row.node_url} for row in account.rows]
+                          "purged_at": row.purged_at, "node": row.node_url}
+                         for row in account.rows]
     return value

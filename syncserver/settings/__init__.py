@@ -38,6 +38,7 @@ from syncserver.settings.sections import (
     SMTPSettings,
     Storage15Settings,
     StorageSettings,
+    Sync11Settings,
     ThrottleSettings,
     TokenserverSettings,
 )
@@ -56,7 +57,8 @@ __all__ = [
     "ACCESS_LOG_FORMATS", "AUTH_BACKENDS", "CAPTCHA_BACKENDS", "LOCAL_NETWORKS",
     "NODE_BACKENDS", "STORAGE_BACKENDS", "AuthSettings", "CaptchaSettings", "GlobalSettings",
     "LoggingSettings", "MetricsSettings", "NodeSettings", "PagesSettings", "ResetSettings",
-    "SMTPSettings", "Settings", "Storage15Settings", "StorageSettings", "ThrottleSettings",
+    "SMTPSettings", "Settings", "Storage15Settings", "StorageSettings", "Sync11Settings",
+    "ThrottleSettings",
     "TokenserverSettings",
     "convert",
     "expand_environment", "normalize_node_url", "parse_choice", "parse_networks",
@@ -130,12 +132,25 @@ def parse_settings(raw):
     tokenserver = _check_tokenserver(_build(
         "tokenserver", TokenserverSettings, grouped["tokenserver"],
         defaults={"sqluri": nodes.sqluri, "create_tables": nodes.create_tables}), nodes)
+    sync11 = _build("sync11", Sync11Settings, grouped["sync11"])
     parsed = Settings(storage=storage, auth=auth, nodes=nodes, global_=global_,
                       smtp=smtp, reset=reset, pages=pages, captcha=captcha, throttle=throttle,
                       logging=logging_, metrics=metrics, storage15=storage15,
-                      tokenserver=tokenserver)
+                      tokenserver=tokenserver, sync11=sync11)
+    _check_shape(parsed)
     check_drivers(parsed)
     return parsed
+
+
+def _check_shape(settings):
+    """A process serves something; Sync 1.1's own features need Sync 1.1."""
+    if not settings.serves:
+        raise ConfigError("sync11.enabled, storage15.enabled and tokenserver.enabled are all "
+                          "false: this process would serve nothing.")
+    if settings.nodes.assignment and not settings.sync11.enabled:
+        raise ConfigError("nodes.assignment = true is the Sync 1.1 node assignment "
+                          "(node/weave): it needs sync11.enabled = true. The tokenserver "
+                          "assigns Sync 1.5 users from the node list without it.")
 
 
 def _check_tokenserver(tokenserver, nodes):
@@ -145,6 +160,8 @@ def _check_tokenserver(tokenserver, nodes):
                           "(the Sync 1.5 users refer to the node list): set one of them.")
     if tokenserver.duration < 1:
         raise ConfigError("tokenserver.duration must be at least 1 second.")
+    if tokenserver.replaced_grace_seconds < 0:
+        raise ConfigError("tokenserver.replaced_grace_seconds must not be negative.")
     for fxa_uid in tokenserver.allowed_fxa_uids:
         if not _FXA_UID.fullmatch(fxa_uid):
             raise ConfigError(f"tokenserver.allowed_fxa_uids lists {fxa_uid!r}: it takes "

@@ -145,6 +145,14 @@ class GlobalSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sync11Settings:
+    """``sync11.*``: the Sync 1.1 APIs of older Firefox (storage, User API, account pages)."""
+
+    #: Serve Sync 1.1; false for a process that is only a tokenserver or a 1.5 storage node.
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Storage15Settings:
     """``storage15.*``: the Storage API 1.5 of current Firefox (``/1.5/<uid>/...``, Hawk)."""
 
@@ -201,6 +209,8 @@ class TokenserverSettings:
     node_type: str | None = None
     #: Key of the ``hashed_fxa_uid`` / ``hashed_device_id`` HMACs; empty: from the master secret.
     metrics_secret: str | None = None
+    #: Seconds a replaced uid's storage is kept before ``purge-expired`` deletes it (1 day).
+    replaced_grace_seconds: int = 86400
     #: Database of the Sync 1.5 users; defaults to ``nodes.sqluri`` (it refers to the nodes).
     sqluri: str | None = None
     create_tables: bool = False
@@ -369,15 +379,41 @@ class Settings:
     metrics: MetricsSettings
     storage15: Storage15Settings = Storage15Settings()
     tokenserver: TokenserverSettings = TokenserverSettings()
+    sync11: Sync11Settings = Sync11Settings()
+
+    @property
+    def serves(self):
+        """The APIs this process serves, of ``("sync11", "storage15", "tokenserver")``.
+
+        A process's *shape* (docs/deploying.rst): all three (one server), a
+        tokenserver only, or a Sync 1.5 storage node only.
+        """
+        return tuple(name for name, on in (
+            ("sync11", self.sync11.enabled), ("storage15", self.storage15.enabled),
+            ("tokenserver", self.tokenserver.enabled)) if on)
+
+    @property
+    def serves_storage(self):
+        """True when this process keeps records (Sync 1.1 or 1.5): it needs ``storage.*``."""
+        return self.sync11.enabled or self.storage15.enabled
+
+    @property
+    def serves_accounts(self):
+        """True when this process has Sync 1.1 accounts: ``auth.*``, reset, captcha, throttle."""
+        return self.sync11.enabled
 
     def sql_url_settings(self):
         """``[(key, url)]`` of every SQL URL this configuration uses, storage's first."""
-        named = [("storage.sqluri", self.storage.sqluri), ("auth.sqluri", self.auth.sqluri)]
+        named = []
+        if self.serves_storage:
+            named.append(("storage.sqluri", self.storage.sqluri))
+        if self.serves_accounts:
+            named.append(("auth.sqluri", self.auth.sqluri))
         if self.nodes.in_use:
             named.append(("nodes.sqluri", self.nodes.sqluri))
-        if self.smtp.host:
+        if self.serves_accounts and self.smtp.host:
             named.append(("reset.sqluri", self.reset.sqluri))
-        if self.throttle.enabled and not self.throttle.redis_url:
+        if self.serves_accounts and self.throttle.enabled and not self.throttle.redis_url:
             named.append(("throttle.sqluri", self.throttle.sqluri))
         if self.tokenserver.enabled:
             named.append(("tokenserver.sqluri", self.tokenserver.sqluri))
@@ -409,4 +445,5 @@ _SECTIONS = {
     "metrics": MetricsSettings,
     "storage15": Storage15Settings,
     "tokenserver": TokenserverSettings,
+    "sync11": Sync11Settings,
 }

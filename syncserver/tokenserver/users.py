@@ -65,6 +65,8 @@ class UserRow:
     node_id: int | None
     node_url: str | None
     node_state: str = "ok"
+    #: When ``purge-expired`` deleted the storage of this replaced uid (ms), or None.
+    purged_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +130,23 @@ class AccountSummary:
     rows: tuple = ()
     #: The current row's :attr:`UserRow.node_state` (None without a row).
     node_state: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplacedUid:
+    """A replaced uid whose storage is due for deletion (``syncserver-admin purge-expired``).
+
+    ``node_url`` is the node the uid's records were written to, or None when
+    they went to the server that was the node itself (no node list then) or
+    the node was removed; ``node_state`` is ``"listed"``, ``"this server"``
+    (no node) or ``"gone"`` (the node was removed from the list).
+    """
+
+    uid: int
+    fxa_uid: str
+    replaced_at: int
+    node_url: str | None
+    node_state: str
 
 
 def new_account_row(generation, keys_changed_at, client_state, now_ms):
@@ -267,6 +286,24 @@ class TokenUserBackend(Plugin, abc.ABC):
         :func:`syncserver.storage.sync15_user_id`).
         Raises :class:`NoSuchTokenUser`.
         """
+
+    def replaced_uids(self, replaced_before_ms, limit, after_uid=0):
+        """Up to ``limit`` :class:`ReplacedUid` replaced at or before ``replaced_before_ms``.
+
+        Only those whose storage is not purged yet, by increasing uid above
+        ``after_uid`` (the caller pages with the last uid it got). A replaced
+        row is never handed out in a token again, so its uid's storage can
+        only be written by tokens minted before ``replaced_at``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list replaced uids")
+
+    def mark_purged(self, uids):
+        """Record that the storage of these replaced ``uids`` is deleted; returns how many.
+
+        Idempotent: a uid already marked, or no longer known (its account
+        deleted meanwhile), is left as it is.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot mark uids purged")
 
     @abc.abstractmethod
     def count_accounts(self):

@@ -12,7 +12,9 @@ the node list, whose ``nodes`` rows they point to)::
                     created_at       BIGINT        (ms)
                     replaced_at      BIGINT NULL   (ms; set: the uid is dead)
                     node_id          INTEGER NULL -> nodes.id ON DELETE SET NULL
-                    indexes (email, created_at), (replaced_at), (node_id)
+                    purged_at        BIGINT NULL   (ms; the replaced uid's storage is deleted)
+                    indexes (email, created_at), (replaced_at), (node_id),
+                            (purged_at, replaced_at)
 
     token_accounts  email            VARCHAR(255) primary key
                     blocked          BOOLEAN       (an administrator refused the account)
@@ -84,6 +86,7 @@ from syncserver.tokenserver.users import (
     MAX_ROWS,
     AccountSummary,
     NoSuchTokenUser,
+    ReplacedUid,
     TokenUser,
     TokenUserBackend,
     TokenUsersUnavailable,
@@ -110,9 +113,11 @@ token_users = Table(
     Column("created_at", BigInteger(), nullable=False),
     Column("replaced_at", BigInteger(), nullable=True),
     Column("node_id", Integer(), ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True),
+    Column("purged_at", BigInteger(), nullable=True),
     Index("token_users_lookup_idx", "email", "created_at"),
     Index("token_users_replaced_at_idx", "replaced_at"),
     Index("token_users_node_idx", "node_id"),
+    Index("token_users_purge_idx", "purged_at", "replaced_at"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE,
 )
@@ -141,7 +146,7 @@ _WRITE_ATTEMPTS = 5
 
 _ROW_COLUMNS = (token_users.c.uid, token_users.c.generation, token_users.c.client_state,
                 token_users.c.keys_changed_at, token_users.c.created_at,
-                token_users.c.replaced_at, token_users.c.node_id,
+                token_users.c.replaced_at, token_users.c.node_id, token_users.c.purged_at,
                 nodes.c.id.label("found_node_id"), nodes.c.url.label("node_url"),
                 nodes.c.downed.label("node_downed"))
 _ROWS = (select(*_ROW_COLUMNS)
@@ -151,9 +156,11 @@ _ROWS = (select(*_ROW_COLUMNS)
 class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
     """Sync 1.5 users in SQL; see the module docstring. ``clock`` gives epoch seconds."""
 
-    def __init__(self, database, *, owns_database=False, clock=time.time):
+    def __init__(self, database, *, owns_database=False, clock=time.time, self_is_node=True):
         self._use_database(database, owns_database)
         self._clock = clock
+        #: False for a tokenserver serving no storage: an empty node list is then a 503.
+        self.self_is_node = self_is_node
 
     @classmethod
     def from_settings(cls, settings):
@@ -164,10 +171,10 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                             pool_recycle=settings.pool_recycle), owns_database=True)
 
     @classmethod
-    def open(cls, settings, databases):
+    def open(cls, settings, databases, self_is_node=True):
         _require_sqluri(settings)
         return cls(databases.database(settings.sqluri, "tokenserver.sqluri",
-                                      settings.create_tables))
+                                      settings.create_tables), self_is_node=self_is_node)
 
     def is_healthy(self):
         return self.database.table_answers(token_users.c.uid)
@@ -204,7 +211,8 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                 _lock_account(connection, CAP_LOCK, now_ms)
             policy.check_new_account(lambda: _count_accounts(connection))
             new_row = new_account_row(generation, keys_changed_at, client_state, now_ms)
-            return _insert(connection, email, fxa_uid, new_row, leaving=None)
+            return _insert(connection, email, fxa_uid, new_row, leaving=None,
+                           self_is_node=self.self_is_node)
         plan = plan_request(rows, generation, keys_changed_at, client_state, now_ms)
         for uid, replaced_at in plan.repairs:  # A: the race repair
             connection.execute(token_users.update()
@@ -212,7 +220,8 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
                                .values(replaced_at=replaced_at))
         current = plan.current
         if plan.new_row is not None:
-            return _insert(connection, email, fxa_uid, plan.new_row, leaving=current)
+            return _insert(connection, email, fxa_uid, plan.new_row, leaving=current,
+                           self_is_node=self.self_is_node)
         if plan.update is not None:
             new_generation, new_k = plan.update
             connection.execute(token_users.update().where(
@@ -308,6 +317,35 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
         with self._reading() as connection:
             return _count_accounts(connection)
 
+    def replaced_uids(self, replaced_before_ms, limit, after_uid=0):
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(token_users.c.uid, token_users.c.fxa_uid, token_users.c.replaced_at,
+                       token_users.c.node_id, nodes.c.id.label("found_node_id"),
+                       nodes.c.url.label("node_url"))
+                .select_from(token_users.outerjoin(nodes, nodes.c.id == token_users.c.node_id))
+                .where(token_users.c.purged_at.is_(None),
+                       token_users.c.replaced_at.is_not(None),
+                       token_users.c.replaced_at <= replaced_before_ms,
+                       token_users.c.uid > after_uid)
+                .order_by(token_users.c.uid).limit(limit)).all()
+        return [ReplacedUid(uid=row.uid, fxa_uid=row.fxa_uid, replaced_at=row.replaced_at,
+                            node_url=row.node_url if row.found_node_id is not None else None,
+                            node_state=_purge_node_state(row)) for row in rows]
+
+    def mark_purged(self, uids):
+        uids = sorted(set(uids))
+        if not uids:
+            return 0
+
+        def mark(connection):
+            # Only replaced rows: a current row is never marked, whatever the caller says.
+            return connection.execute(token_users.update().where(
+                token_users.c.uid.in_(uids), token_users.c.purged_at.is_(None),
+                token_users.c.replaced_at.is_not(None)).values(purged_at=self._now_ms())).rowcount
+
+        return self._write(mark)
+
     def count_by_node(self):
         with self._reading() as connection:
             rows = connection.execute(
@@ -387,7 +425,15 @@ def _user_row(row, nodes_exist):
                    keys_changed_at=row.keys_changed_at, created_at=row.created_at,
                    replaced_at=row.replaced_at, node_id=row.node_id,
                    node_url=row.node_url if row.found_node_id is not None else None,
-                   node_state=state)
+                   node_state=state, purged_at=row.purged_at)
+
+
+def _purge_node_state(row):
+    if row.found_node_id is not None:
+        return "listed"
+    # No node: written to the server that was the node itself (no node list at the
+    # time), or a node removed since (MySQL and PostgreSQL set node_id NULL then).
+    return "this server" if row.node_id is None else "gone"
 
 
 def _nodes_exist(connection):
@@ -409,7 +455,7 @@ def _answer(row):
                      row.client_state)
 
 
-def _insert(connection, email, fxa_uid, new_row, leaving):
+def _insert(connection, email, fxa_uid, new_row, leaving, self_is_node=True):
     """Insert ``new_row`` (a new uid), choosing its node if asked; mark older rows replaced.
 
     ``leaving`` is the current row the account moves from (None for a new
@@ -419,7 +465,7 @@ def _insert(connection, email, fxa_uid, new_row, leaving):
     if new_row.allocate:
         leaving_node = leaving.node_id if leaving is not None and \
             leaving.node_state != "gone" else None
-        node_id, node_url = _allocate_node(connection, leaving_node)
+        node_id, node_url = _allocate_node(connection, leaving_node, self_is_node)
     uid = connection.execute(token_users.insert().values(
         email=email, fxa_uid=fxa_uid, generation=new_row.generation,
         client_state=new_row.client_state, keys_changed_at=new_row.keys_changed_at,
@@ -433,7 +479,7 @@ def _insert(connection, email, fxa_uid, new_row, leaving):
                      new_row.client_state)
 
 
-def _allocate_node(connection, leaving_node):
+def _allocate_node(connection, leaving_node, self_is_node=True):
     """``(node id, URL)`` of the best node, counted; ``(None, None)`` with no node list.
 
     Raises the 503 of §1.7 when there is a node list but no node can take
@@ -453,6 +499,10 @@ def _allocate_node(connection, leaving_node):
     if not candidates:
         if _nodes_exist(connection):
             raise errors.server_error()  # §1.7: no node can take the account
+        if not self_is_node:
+            logger.warning("tokenserver: the node list is empty and this process serves no "
+                           "storage: add a storage node (syncserver-admin node add)")
+            raise errors.server_error()
         return None, None
     chosen = min(candidates, key=lambda row: (
         fractions.Fraction(row.current_load, row.capacity), row.current_load, row.id))

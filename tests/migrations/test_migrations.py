@@ -186,3 +186,18 @@ def test_alembic_command_line_with_sqluri_and_with_the_server_ini(tmp_path, sqli
         assert differences(engine) == []
     finally:
         engine.dispose()
+
+
+def test_0007_adds_purged_at_to_existing_token_users(engine):
+    """A tokenserver database with users at 0006 keeps them, every row not purged yet."""
+    migrations.upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO token_users (email, fxa_uid, generation, client_state, created_at, "
+            "replaced_at) VALUES ('a@x', 'a', 1, 'aa', 10, 20), ('a@x', 'a', 2, 'bb', 20, NULL)"))
+    migrations.upgrade(engine)
+    assert differences(engine) == []
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text(
+            "SELECT client_state, replaced_at, purged_at FROM token_users ORDER BY created_at"))
+        assert [tuple(row) for row in rows] == [("aa", 20, None), ("bb", None, None)]
