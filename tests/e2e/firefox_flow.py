@@ -239,13 +239,19 @@ class Device:
         self._check_weave_timestamp(answer)
         return answer
 
-    def _check_weave_timestamp(self, answer):
-        if answer.status >= 500:
-            return
+    @staticmethod
+    def _check_weave_timestamp(answer):
+        """Every answer says the server time; never before the X-Last-Modified it names
+        (a write's T may be a centisecond ahead of the clock: §3.3, max(now, ...))."""
         stamp = answer.timestamp("X-Weave-Timestamp")
-        if stamp < self.last_modified_seen:
-            raise FlowError(f"X-Weave-Timestamp {stamp} is older than a modified time already "
-                            f"seen ({self.last_modified_seen}): {answer!r}")
+        last_modified = answer.header("X-Last-Modified")
+        if last_modified is not None and stamp < Decimal(last_modified):
+            raise FlowError(f"X-Weave-Timestamp {stamp} is before X-Last-Modified "
+                            f"{last_modified}: {answer!r}")
+        if answer.method in ("PUT", "POST", "DELETE") and answer.status == 200 \
+                and stamp != Decimal(last_modified):
+            raise FlowError(f"a write answered X-Weave-Timestamp {stamp} and X-Last-Modified "
+                            f"{last_modified}: {answer!r}")
 
     def _saw(self, modified):
         self.last_modified_seen = max(self.last_modified_seen, Decimal(modified))
@@ -630,8 +636,15 @@ def run_flow(tokenserver_url, fxa, take_node_out, *, bookmarks=BOOKMARKS, histor
         # ... and so is one that claims no key change.
         laptop.account = old_account
         token_error(laptop.request_token(), 401, "invalid-client-state")
-        # The old token names the old uid only: it cannot read the new one.
+        # The old token names the old uid only: it cannot read the new one. Until it
+        # expires it still reads the old uid, whose records stay until they are purged
+        # (a storage node checks the token, not the tokenserver's rows: reference §2.2).
         expect(desktop.storage("GET", "info/collections", credentials=old_credentials), 401)
+        old_view = expect(desktop.storage("GET", "info/collection_counts",
+                                          endpoint=old_token["api_endpoint"],
+                                          credentials=old_credentials), 200).json()
+        if old_view != counts:
+            raise FlowError(f"the old uid's records changed: {old_view} != {counts}")
         desktop.config = None
         desktop.info_configuration()
         keys = desktop.set_up_keys(f"rekey-{seed}"[:12])

@@ -1,12 +1,12 @@
-"""Current Firefox's whole flow (tests/e2e/firefox_flow.py) against three real deployments.
+"""Current Firefox's whole flow (tests/e2e/firefox_flow.py) against real deployments.
 
-(a) ``paster serve`` of development.ini on SQLite; (b) Apache mod_wsgi with
-the application mounted under ``/sync/`` on SQLite; (c) a tokenserver
+(a) ``paster serve`` of development.ini on SQLite; (c) a tokenserver
 process and two storage-node processes sharing ``global.master_secret``,
 each node with a database of its own (MariaDB and PostgreSQL), the
 tokenserver's node list naming both. Sign-in goes through the local fake
 Mozilla accounts server; nodes are managed with ``syncserver-admin node``,
-as an operator would.
+as an operator would. (b), Apache mod_wsgi with the application mounted
+under ``/sync/``, is tests/deploy/test_apache_firefox_flow.py.
 
 In (a) and (b) a single process is every node: the node list holds the
 server twice, by two names that reach it (``127.0.0.1`` and ``localhost``),
@@ -14,26 +14,21 @@ so taking the first out of service moves the account to the second, with a
 new uid and empty storage, on the same process.
 """
 
-import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
-from tests.deploy.conftest import APACHE_USER, ApacheServer
-from tests.e2e.conftest import (
-    DEVELOPMENT_INI,
-    RunningServer,
-    free_port,
-    running_server,
-    write_ini,
-)
+from tests.e2e.conftest import RunningServer, free_port, running_server, write_ini
 from tests.e2e.firefox_flow import run_flow
 from tests.fxa_server import FakeAccountsServer
+
+pytestmark = pytest.mark.e2e
 
 MASTER_SECRET = "firefox-flow-master-secret-0123456789abcdef"
 ADMIN = Path(sys.executable).parent / "syncserver-admin"
@@ -82,4 +77,96 @@ def test_paster_serve(tmp_path, fxa):
 
         report = run_flow(f"{server.url}/1.0/sync/1.5", fxa, take_node_out)
         assert report.nodes == [server.url, server.url, f"http://localhost:{server.port}"]
-        print(report)
+
+
+@pytest.fixture
+def cluster(tmp_path, fxa, mysql_url, postgresql_url):
+    """A tokenserver process and two storage-node processes (paster serve each).
+
+    The tokenserver (SQLite: its users and the node list) serves no storage;
+    each node serves Sync 1.5 storage from a database of its own (node 1 on
+    MariaDB, node 2 on PostgreSQL), verifies tokens with the shared master
+    secret, and reads its own flags from the tokenserver's node list
+    (``nodes.this_node``), so a downed node answers 503.
+    """
+    token_db = f"sqlite:///{tmp_path / 'tokenserver.db'}"
+    roles = {"tokenserver": (token_db, {**tokenserver_settings(fxa),
+                                        "storage15.enabled": "false"}),
+             "node1": (mysql_url, {}), "node2": (postgresql_url, {})}
+    servers = {}
+    try:
+        for name, (sqluri, overrides) in roles.items():
+            directory = tmp_path / name
+            directory.mkdir()
+            port = free_port()
+            if name != "tokenserver":
+                overrides = {"tokenserver.enabled": "false", "storage15.enabled": "true",
+                             "global.master_secret": MASTER_SECRET,
+                             "nodes.this_node": f"http://127.0.0.1:{port}/",
+                             "nodes.sqluri": token_db, "nodes.cache_seconds": "1"}
+            # ConfigParser would take "%" in a URL (PostgreSQL's options) for interpolation.
+            overrides = {key: value.replace("%", "%%") for key, value in overrides.items()}
+            ini = write_ini(directory, port, overrides, sqluri=sqluri.replace("%", "%%"))
+            servers[name] = RunningServer(ini, directory, port).start()
+            servers[name].sqluri = sqluri
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.mark.mysql
+@pytest.mark.postgresql
+def test_a_tokenserver_with_two_storage_nodes(cluster, fxa):
+    tokenserver, node1, node2 = cluster["tokenserver"], cluster["node1"], cluster["node2"]
+    for node in (node1, node2):
+        admin(tokenserver.ini, "node", "add", f"{node.url}/", "--capacity", "100")
+    # The tokenserver is no storage node: its own /1.5/ paths are not served.
+    assert urlopen_status(f"{tokenserver.url}/1.5/1/info/collections") == 404
+
+    def take_node_out(node_url):
+        assert node_url == f"{node1.url}/"
+        admin(tokenserver.ini, "node", "set", node_url, "--downed")
+
+    def check_old_node(device, old_token):
+        # The downed node refuses its users (503, come back later) within nodes.cache_seconds.
+        deadline = time.monotonic() + 10
+        while True:
+            answer = device.storage("GET", "info/collections")
+            if answer.status == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer.status == 503, answer
+        assert answer.header("Retry-After") and answer.header("X-Weave-Backoff")
+
+    report = run_flow(f"{tokenserver.url}/1.0/sync/1.5", fxa, take_node_out,
+                      check_old_node=check_old_node)
+    assert report.nodes == [node1.url, node1.url, node2.url]
+    uid1, uid2, uid3 = report.uids
+    # The move counted: node 1 (downed) lost the account, node 2 has it.
+    assert nodes_listed(tokenserver.ini) == {f"{node1.url}/": ["100", "0", "yes", "yes", "0"],
+                                             f"{node2.url}/": ["100", "1", "yes", "no", "0"]}
+    # Each node keeps its records in its own database: node 1 the two uids from before
+    # the move (the old one is purged later), node 2 only the new uid's.
+    # (a Sync 1.5 uid's records are storage user -uid: syncserver.storage.sync15_user_id)
+    assert records_by_uid(node1.sqluri) == {-uid1: 25_000 + 210 + 2, -uid2: 5_000 + 2}
+    assert records_by_uid(node2.sqluri) == {-uid3: 25_000 + 2}
+    assert records_by_uid(tokenserver.sqluri) == {}
+
+
+def records_by_uid(url):
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return dict(connection.execute(sqlalchemy.text(
+                "SELECT userid, COUNT(*) FROM items GROUP BY userid")).all())
+    finally:
+        engine.dispose()
+
+
+def urlopen_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
