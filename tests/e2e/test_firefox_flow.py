@@ -14,6 +14,7 @@ so taking the first out of service moves the account to the second, with a
 new uid and empty storage, on the same process.
 """
 
+import concurrent.futures
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ from tests.fxa_server import FakeAccountsServer
 pytestmark = pytest.mark.e2e
 
 MASTER_SECRET = "firefox-flow-master-secret-0123456789abcdef"
+#: The storage nodes' limits in (c).
+NODE_LIMITS = {"storage.max_post_records": "200", "storage.max_post_bytes": "49152",
+               "storage.max_total_records": "8000", "storage.max_total_bytes": "3000000"}
 ADMIN = Path(sys.executable).parent / "syncserver-admin"
 
 
@@ -101,14 +105,21 @@ def cluster(tmp_path, fxa, mysql_url, postgresql_url):
             port = free_port()
             if name != "tokenserver":
                 overrides = {"tokenserver.enabled": "false", "storage15.enabled": "true",
+                             # Tighter limits than (a)'s: requests and batches closed by
+                             # their byte limits too (~615-byte payloads).
+                             **NODE_LIMITS,
                              "global.master_secret": MASTER_SECRET,
                              "nodes.this_node": f"http://127.0.0.1:{port}/",
                              "nodes.sqluri": token_db, "nodes.cache_seconds": "1"}
             # ConfigParser would take "%" in a URL (PostgreSQL's options) for interpolation.
             overrides = {key: value.replace("%", "%%") for key, value in overrides.items()}
             ini = write_ini(directory, port, overrides, sqluri=sqluri.replace("%", "%%"))
-            servers[name] = RunningServer(ini, directory, port).start()
+            servers[name] = RunningServer(ini, directory, port)
             servers[name].sqluri = sqluri
+        # Started together: each start is mostly waiting for the process to import.
+        with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+            for started in [pool.submit(server.start) for server in servers.values()]:
+                started.result()
         yield servers
     finally:
         for server in servers.values():
@@ -142,6 +153,9 @@ def test_a_tokenserver_with_two_storage_nodes(cluster, fxa):
     report = run_flow(f"{tokenserver.url}/1.0/sync/1.5", fxa, take_node_out,
                       check_old_node=check_old_node)
     assert report.nodes == [node1.url, node1.url, node2.url]
+    # The byte limits closed requests and batches before the record limits would have.
+    assert report.batches["history"] > 20_000 // 8_000 + 1
+    assert report.posts > 25_000 // 200 + report.batches["history"] + report.batches["bookmarks"]
     uid1, uid2, uid3 = report.uids
     # The move counted: node 1 (downed) lost the account, node 2 has it.
     assert nodes_listed(tokenserver.ini) == {f"{node1.url}/": ["100", "0", "yes", "yes", "0"],
