@@ -597,6 +597,18 @@ def run_flow(tokenserver_url, fxa, take_node_out, *, bookmarks=BOOKMARKS, histor
         if laptop.last_sync != {"bookmarks": bookmark_commits[-1],
                                 "history": history_commits[-1]}:
             raise FlowError(f"the second device's last sync: {laptop.last_sync}")
+        # Each device registers in the clients collection (with a TTL, as desktop does).
+        clients = {}
+        for device, client_id in ((desktop, "clientdesk01"), (laptop, "clientlapt01")):
+            payload = encrypted_payload(client_id)
+            answer = expect(device.storage("PUT", f"storage/clients/{client_id}", {
+                "id": client_id, "payload": payload, "ttl": 1_814_400}), 200)
+            device._check_newer(Decimal(answer.body.decode("ascii")))
+            clients[client_id] = payload
+        for device in (desktop, laptop):
+            got, _ = device.download("clients")
+            if {key: record["payload"] for key, record in got.items()} != clients:
+                raise FlowError(f"the {device.name} sees the clients {sorted(got)}")
         lap("second device full download")
 
         # --- 3. incremental syncs both ways --------------------------------------------------
@@ -608,15 +620,30 @@ def run_flow(tokenserver_url, fxa, take_node_out, *, bookmarks=BOOKMARKS, histor
         check_same(got, new_history, "the first device's incremental history")
         got, _ = desktop.download("bookmarks", newer=desktop.last_sync["bookmarks"], limit=25)
         check_same(got, changed_bookmarks, "the first device's incremental bookmarks")
+        # The second device starts a full download while the first uploads: the next page
+        # (sent with X-If-Unmodified-Since = the first page's X-Last-Modified) is refused,
+        # and the device syncs again incrementally, as desktop's getBatched does.
+        page = expect(laptop.storage("GET", "storage/history?full=1&limit=1000&sort=oldest"),
+                      200)
+        offset = page.header("X-Weave-Next-Offset")
+        if offset is None or len(page.json()) != 1000:
+            raise FlowError(f"no second page of history: {page!r}")
         desktop_history = make_records("hd", 60, sortindex=True)
         desktop.upload("history", desktop_history)
+        query = urllib.parse.urlencode({"full": "1", "limit": "1000", "sort": "oldest",
+                                        "offset": offset})
+        refused = expect(laptop.storage("GET", f"storage/history?{query}", headers={
+            "X-If-Unmodified-Since": page.header("X-Last-Modified")}), 412)
+        if refused.timestamp() != desktop.last_sync["history"]:
+            raise FlowError(f"the 412 does not name the new last-modified: {refused!r}")
         got, _ = laptop.download("history", newer=laptop.last_sync["history"])
         check_same(got, desktop_history, "the second device's incremental history")
         got, _ = laptop.download("bookmarks", newer=laptop.last_sync["bookmarks"])
         if got:
             raise FlowError(f"nothing changed, yet {len(got)} bookmarks are newer")
         counts = laptop.collection_counts()
-        if counts["history"] != history + 150 + 60 or counts["bookmarks"] != bookmarks:
+        if counts != {"meta": 1, "crypto": 1, "clients": 2, "bookmarks": bookmarks,
+                      "history": history + 150 + 60}:
             raise FlowError(f"counts after the incremental syncs: {counts}")
         lap("incremental syncs")
 

@@ -163,7 +163,8 @@ def test_a_tokenserver_with_two_storage_nodes(cluster, fxa):
     # Each node keeps its records in its own database: node 1 the two uids from before
     # the move (the old one is purged later), node 2 only the new uid's.
     # (a Sync 1.5 uid's records are storage user -uid: syncserver.storage.sync15_user_id)
-    assert records_by_uid(node1.sqluri) == {-uid1: 25_000 + 210 + 2, -uid2: 5_000 + 2}
+    # uid 1: the first upload, 210 incremental history records, 2 clients, meta and keys.
+    assert records_by_uid(node1.sqluri) == {-uid1: 25_000 + 210 + 2 + 2, -uid2: 5_000 + 2}
     assert records_by_uid(node2.sqluri) == {-uid3: 25_000 + 2}
     assert records_by_uid(tokenserver.sqluri) == {}
 
