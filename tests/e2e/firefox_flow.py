@@ -22,9 +22,10 @@ Every answer's status is checked where it is read, and so is the data:
 counts, ids, payloads, and timestamps that only move forward.
 
 :func:`run_flow` is the whole story on one deployment (first device, second
-device, key change, storage node out of service); the deployment tests in
-tests/e2e/test_firefox_flow.py run it against ``paster serve``, Apache
-mod_wsgi under ``/sync/`` and a tokenserver with two storage-node processes.
+device, key change, storage node out of service). tests/e2e/test_firefox_flow.py
+runs it against ``paster serve`` and against a tokenserver with two
+storage-node processes, tests/deploy/test_apache_firefox_flow.py against
+Apache mod_wsgi under ``/sync/``.
 """
 
 import base64
@@ -39,14 +40,13 @@ from decimal import Decimal
 
 from syncserver.testing.sync15_client import Credentials, hawk_header
 from tests.e2e.conftest import _closed_by_peer
+from tests.fxa_server import OLDSYNC_SCOPE
 
 #: Desktop Firefox's page size for full downloads (``DEFAULT_DOWNLOAD_BATCH_SIZE``).
 DOWNLOAD_PAGE = 1000
 #: Where the first device starts: 5,000 bookmarks and 20,000 history records.
 BOOKMARKS = 5_000
 HISTORY = 20_000
-
-OLDSYNC_SCOPE = "https://identity.mozilla.com/apps/oldsync"
 
 
 class FlowError(AssertionError):
