@@ -445,6 +445,23 @@ class Device:
         self._saw(first_last_modified)
         return records, pages
 
+    def download_everything(self, collection):
+        """What the Rust client (Android, iOS) does: one GET with no limit, no paging.
+
+        The server must answer every record at once (reference §3.9).
+        """
+        answer = expect(self.storage("GET", f"storage/{collection}?full=1",
+                                     headers={"Accept": "application/json"}), 200)
+        records = answer.json()
+        if answer.header("X-Weave-Next-Offset") is not None \
+                or int(answer.header("X-Weave-Records")) != len(records):
+            raise FlowError(f"an unlimited GET was paged: {len(records)} records, "
+                            f"X-Weave-Next-Offset {answer.header('X-Weave-Next-Offset')}")
+        by_id = {record["id"]: record for record in records}
+        if len(by_id) != len(records):
+            raise FlowError("an unlimited GET repeated records")
+        return by_id
+
     def close(self):
         self.http.close()
 
@@ -597,6 +614,13 @@ def run_flow(tokenserver_url, fxa, take_node_out, *, bookmarks=BOOKMARKS, histor
         if laptop.last_sync != {"bookmarks": bookmark_commits[-1],
                                 "history": history_commits[-1]}:
             raise FlowError(f"the second device's last sync: {laptop.last_sync}")
+        # Firefox for Android signs in too, and reads each collection in one request.
+        phone = Device("phone", tokenserver_url, fxa, account, http_client)
+        if phone.sign_in()["uid"] != token["uid"]:
+            raise FlowError("the phone got another uid")
+        check_same(phone.download_everything("history"), history_records, "the phone's history")
+        check_same(phone.download_everything("bookmarks"), bookmark_records,
+                   "the phone's bookmarks")
         # Each device registers in the clients collection (with a TTL, as desktop does).
         clients = {}
         for device, client_id in ((desktop, "clientdesk01"), (laptop, "clientlapt01")):
