@@ -76,3 +76,4 @@ def test_firefox_flow_under_a_path_prefix(apache_development, fxa):
     report = run_flow(f"{server.url}/sync/1.0/sync/1.5", fxa, take_node_out)
     assert report.nodes == [f"{server.url}/sync", f"{server.url}/sync",
                             f"http://localhost:{server.port}/sync"]
+    assert nodes_listed(server.ini, command=command) == {second: ["100", "1", "yes", "no", "0"]}

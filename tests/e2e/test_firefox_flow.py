@@ -60,7 +60,8 @@ def admin(ini, *args, command=(str(ADMIN),)):
 
 
 def nodes_listed(ini, command=(str(ADMIN),)):
-    """``{url: (load, downed)}`` from ``syncserver-admin node list``."""
+    """``{url: [capacity, load, available, downed, backoff]}`` from ``syncserver-admin node
+    list``."""
     listed = {}
     for line in admin(ini, "node", "list", command=command).splitlines():
         fields = line.split()
@@ -81,6 +82,8 @@ def test_paster_serve(tmp_path, fxa):
 
         report = run_flow(f"{server.url}/1.0/sync/1.5", fxa, take_node_out)
         assert report.nodes == [server.url, server.url, f"http://localhost:{server.port}"]
+        assert nodes_listed(server.ini) == {first: ["100", "0", "yes", "yes", "0"],
+                                            second: ["100", "1", "yes", "no", "0"]}
 
 
 @pytest.fixture
