@@ -10,7 +10,7 @@ this module orders them as the reference does:
 
 - every 2xx, 304 and 412 carries ``X-Last-Modified`` (the target resource's
   timestamp, or T after a write); ``X-Weave-Timestamp`` is T on writes and
-  ``max(now, X-Last-Modified)`` on reads;
+  ``max(now, X-Last-Modified)`` on reads, 304, 412 and 202 (batch staged);
 - ``X-If-Modified-Since`` gives 304 and ``X-If-Unmodified-Since`` 412 against
   the target resource: storage for ``info/*`` and the root, the collection
   for collection URLs, the item for item URLs; on writes the storage checks
@@ -131,7 +131,7 @@ class Storage15Controller:
             raise error_with_code(respcodes.NO_CODE, exc.HTTPNotAcceptable)
         user_id = _user_id(request)
         stamp = self.storage.get_collection_timestamp(user_id, collection) or 0
-        _check_preconditions(preconditions, stamp)
+        _check_preconditions(request, preconditions, stamp)
         query = _bounded(parsed)
         if parsed.limit is None:
             stream = self.storage.stream_items(user_id, collection, query, parsed.full)
@@ -153,7 +153,7 @@ class Storage15Controller:
         preconditions = parse_preconditions(request)
         record = self.storage.get_item(_user_id(request), collection, item)
         stamp = record.get("modified") or 0 if record is not None else 0
-        _check_preconditions(preconditions, stamp)
+        _check_preconditions(request, preconditions, stamp)
         if record is None:
             raise exc.HTTPNotFound()
         response = _json_response(RawJSON(formats.record_json(record)))
@@ -172,7 +172,7 @@ class Storage15Controller:
             raise error_with_code(respcodes.INVALID_WBO) from None
         if is_known_bad_payload(collection, bso.payload):
             raise error_with_code(respcodes.INVALID_WBO)
-        with _write_errors(collection):
+        with _write_errors(request, collection):
             result = self.storage.set_items(
                 _user_id(request), collection, [bso], request.server_time,
                 if_unmodified_since=preconditions.if_unmodified_since, quota_kb=self.quota_kb,
@@ -198,7 +198,7 @@ class Storage15Controller:
         user_id = _user_id(request)
         since = preconditions.if_unmodified_since
         now = request.server_time
-        with _write_errors(collection):
+        with _write_errors(request, collection):
             if batch.new_batch and not batch.commit:
                 try:
                     return self._open_batch(request, user_id, collection, accepted, since,
@@ -238,14 +238,14 @@ class Storage15Controller:
                                              self.batch_lifetime)
         if items:
             self._stage(user_id, collection, batch_id, items, request.server_time)
-        return _batch_response(batch_id, success, failed, stamp)
+        return _batch_response(request, batch_id, success, failed, stamp)
 
     def _append(self, request, user_id, collection, batch_id, items, since, success, failed):
         stamp = self.storage.get_collection_timestamp(user_id, collection) or 0
         if since is not None and stamp > since:
             raise PreconditionFailed(stamp)
         self._stage(user_id, collection, batch_id, items, request.server_time)
-        return _batch_response(batch_id, success, failed, stamp)
+        return _batch_response(request, batch_id, success, failed, stamp)
 
     def _stage(self, user_id, collection, batch_id, items, now):
         self.storage.append_to_batch(
@@ -261,7 +261,7 @@ class Storage15Controller:
         preconditions = parse_preconditions(request)
         user_id = _user_id(request)
         since = preconditions.if_unmodified_since
-        with _write_errors(collection):
+        with _write_errors(request, collection):
             if ids is None:
                 stamp = self.storage.delete_collection(user_id, collection, request.server_time,
                                                        if_unmodified_since=since)
@@ -276,7 +276,7 @@ class Storage15Controller:
         _check_collection(collection)
         _check_item_id(item)
         preconditions = parse_preconditions(request)
-        with _write_errors(collection):
+        with _write_errors(request, collection):
             stamp = self.storage.delete_item(
                 _user_id(request), collection, item, request.server_time,
                 if_unmodified_since=preconditions.if_unmodified_since, precondition="item")
@@ -286,7 +286,7 @@ class Storage15Controller:
 
     def delete_storage(self, request, uid):
         preconditions = parse_preconditions(request)
-        with _write_errors("storage"):
+        with _write_errors(request, "storage"):
             stamp = self.storage.delete_storage(
                 _user_id(request), request.server_time,
                 if_unmodified_since=preconditions.if_unmodified_since)
@@ -306,7 +306,7 @@ class Storage15Controller:
     def _storage_timestamp(self, request, user_id):
         """The storage's timestamp, after the info/* preconditions (304 / 412) are checked."""
         stamp = self.storage.get_storage_timestamp(user_id)
-        _check_preconditions(parse_preconditions(request), stamp)
+        _check_preconditions(request, parse_preconditions(request), stamp)
         return stamp
 
 
@@ -333,29 +333,26 @@ def _bounded(parsed):
                                modified_at_least=parsed.modified_at_least)
 
 
-def _check_preconditions(preconditions, stamp):
-    """304 when not modified since, 412 when modified since; both carry X-Last-Modified."""
+def _check_preconditions(request, preconditions, stamp):
+    """304 when not modified since, 412 when modified since; both carry the read stamps."""
     if preconditions.not_modified(stamp):
-        response = exc.HTTPNotModified()
-        response.headers["X-Last-Modified"] = format_timestamp(stamp)
-        raise response
+        raise _with_read_stamps(request, exc.HTTPNotModified(), stamp)
     if preconditions.precondition_failed(stamp):
-        raise _precondition_failed(stamp)
+        raise _precondition_failed(request, stamp)
 
 
-def _precondition_failed(stamp):
+def _precondition_failed(request, stamp):
     error = error_with_code(respcodes.NO_CODE, exc.HTTPPreconditionFailed)
-    error.headers["X-Last-Modified"] = format_timestamp(stamp)
-    return error
+    return _with_read_stamps(request, error, stamp)
 
 
 @contextlib.contextmanager
-def _write_errors(collection):
+def _write_errors(request, collection):
     """The storage's refusals of a write, as 1.5 answers them (nothing was written)."""
     try:
         yield
     except PreconditionFailed as error:
-        raise _precondition_failed(error.timestamp) from None
+        raise _precondition_failed(request, error.timestamp) from None
     except QuotaExceeded:
         raise error_with_code(respcodes.OVER_QUOTA, exc.HTTPForbidden) from None
     except BatchTooLarge:
@@ -384,14 +381,17 @@ def _read_response(request, value, stamp, records=None):
     return _with_read_stamps(request, response, stamp)
 
 
-def _batch_response(batch_id, success, failed, stamp):
+def _batch_response(request, batch_id, success, failed, stamp):
+    """202: nothing visible was written, so the collection's stamps are read ones."""
     response = _json_response({"batch": batch_id, "success": success, "failed": failed})
     response.status = 202
-    response.headers["X-Last-Modified"] = format_timestamp(stamp)
-    return response
+    return _with_read_stamps(request, response, stamp)
 
 
 def _with_read_stamps(request, response, stamp):
+    """``X-Last-Modified: stamp`` and ``X-Weave-Timestamp: max(now, stamp)``: a write's T
+    may be ahead of the clock (one centisecond past the last), and no answer may give
+    a server time before a modified time it names."""
     response.headers["X-Last-Modified"] = format_timestamp(stamp)
     response.headers["X-Weave-Timestamp"] = format_timestamp(max(request.server_time, stamp))
     return response

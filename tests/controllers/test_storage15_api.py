@@ -264,6 +264,32 @@ def test_if_unmodified_since_on_items_and_create_only(client):
     assert client.get("/storage/c/a").json["payload"] == "3"
 
 
+def test_the_server_time_is_never_before_the_last_modified_it_answers(client, monkeypatch):
+    """Writes in one centisecond get T = last + 0.01, ahead of the clock; a 412, a 304 or
+    a 202 then answering that X-Last-Modified says X-Weave-Timestamp >= it (§3.3: reads
+    answer max(now, X-Last-Modified)), so a client's idea of the server time never goes
+    back past a modified time it was given."""
+    now = 1_800_000_000_00
+    monkeypatch.setattr("syncserver.web.dispatcher.now_centiseconds", lambda: now)
+    first = stamp(client.put("/storage/c/a", {"payload": "1"}).body.decode())
+    second = client.put("/storage/c/b", {"payload": "2"})
+    bumped = stamp(second.body.decode())
+    assert first == stamp("1800000000.00") and bumped == first + Decimal("0.01")
+    assert stamp(second.headers["X-Weave-Timestamp"]) == bumped
+    answers = [
+        client.put("/storage/c/b", {"payload": "3"}, headers={"X-If-Unmodified-Since": "0"}),
+        client.get("/storage/c/b", headers={"X-If-Modified-Since": str(bumped)}),
+        client.get("/storage/c", headers={"X-If-Unmodified-Since": str(first)}),
+        client.post("/storage/c?batch=true", [{"id": "d", "payload": "4"}]),
+        client.get("/storage/c/b"),
+        client.get("/info/collections"),
+    ]
+    assert [answer.status_int for answer in answers] == [412, 304, 412, 202, 200, 200]
+    for answer in answers:
+        assert stamp(answer.headers["X-Last-Modified"]) == bumped, answer
+        assert stamp(answer.headers["X-Weave-Timestamp"]) == bumped, answer
+
+
 def test_ttl_hides_items_and_a_ttl_only_put_keeps_modified(client):
     written = client.put("/storage/forms/f", {"payload": "x"}).body.decode()
     time.sleep(0.02)
