@@ -56,6 +56,7 @@ timeout reported anyway is retried.
 
 import contextlib
 import fractions
+import logging
 import time
 
 from sqlalchemy import (
@@ -95,6 +96,8 @@ from syncserver.tokenserver.users import (
     new_account_row,
     plan_request,
 )
+
+logger = logging.getLogger(__name__)
 
 metadata = MetaData()
 
