@@ -90,7 +90,8 @@ def test_paster_serve(tmp_path, fxa):
 def cluster(tmp_path, fxa, mysql_url, postgresql_url):
     """A tokenserver process and two storage-node processes (paster serve each).
 
-    The tokenserver (SQLite: its users and the node list) serves no storage;
+    The shapes of docs/deploying.rst: the tokenserver (SQLite: its users and
+    the node list) serves no storage and no Sync 1.1;
     each node serves Sync 1.5 storage from a database of its own (node 1 on
     MariaDB, node 2 on PostgreSQL), verifies tokens with the shared master
     secret, and reads its own flags from the tokenserver's node list
@@ -98,7 +99,8 @@ def cluster(tmp_path, fxa, mysql_url, postgresql_url):
     """
     token_db = f"sqlite:///{tmp_path / 'tokenserver.db'}"
     roles = {"tokenserver": (token_db, {**tokenserver_settings(fxa),
-                                        "storage15.enabled": "false"}),
+                                        "storage15.enabled": "false",
+                                        "sync11.enabled": "false"}),
              "node1": (mysql_url, {}), "node2": (postgresql_url, {})}
     servers = {}
     try:
@@ -108,6 +110,7 @@ def cluster(tmp_path, fxa, mysql_url, postgresql_url):
             port = free_port()
             if name != "tokenserver":
                 overrides = {"tokenserver.enabled": "false", "storage15.enabled": "true",
+                             "sync11.enabled": "false",
                              # Tighter limits than (a)'s: requests and batches closed by
                              # their byte limits too (~615-byte payloads).
                              **NODE_LIMITS,
