@@ -71,7 +71,7 @@ def _quoted(value):
 
 
 def signed(app, method, path, credentials, node, body=None, content_type=None,
-           hash_payload=False, headers=None, ts_offset=0, nonce=None, status=None):
+           hash_payload=False, headers=None, ts_offset=0, nonce=None, status=None, now=None):
     """Send a Hawk-signed request to a WebTest ``TestApp``; returns the WebTest response.
 
     ``path`` is below ``node`` (e.g. ``/1.5/42/info/collections?x=1``),
@@ -79,6 +79,7 @@ def signed(app, method, path, credentials, node, body=None, content_type=None,
     ``node + path`` and reaches the app as ``path`` with that raw
     ``REQUEST_URI`` (an app at the root, or behind a proxy that strips the
     node's path prefix). ``status`` as in WebTest; default: any status.
+    ``now`` fixes the client's clock (default: the time of the call).
     """
     from webtest import TestRequest
 
@@ -89,7 +90,7 @@ def signed(app, method, path, credentials, node, body=None, content_type=None,
         all_headers["Content-Type"] = content_type
     all_headers["Authorization"] = hawk_header(
         method, url, credentials, body=body_bytes if hash_payload else None,
-        content_type=content_type, ts_offset=ts_offset, nonce=nonce)
+        content_type=content_type, ts_offset=ts_offset, nonce=nonce, now=now)
     request = TestRequest.blank(path, method=method, headers=all_headers)
     request.environ["REQUEST_URI"] = path
     if body_bytes is not None:
