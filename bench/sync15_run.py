@@ -31,6 +31,7 @@ See bench/README.md and docs/performance.rst.
 """
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -138,9 +139,14 @@ class SignedHTTP:
         self.connection.close()
 
 
+@functools.lru_cache(maxsize=1)
+def _post_bodies():
+    return run.post_bodies()
+
+
 def batch_bodies(round_index):
     """The 10 POST bodies of one upload: blocks 0-9 of the 1,000 ids, new payloads."""
-    bodies = run.post_bodies()
+    bodies = _post_bodies()
     start = (round_index % (len(bodies) // BATCH_POSTS)) * BATCH_POSTS
     return bodies[start:start + BATCH_POSTS]
 
