@@ -48,7 +48,7 @@ SECRET = "bench-token-master-secret-0123456789abcdef"
 TOKEN_PATH = "/1.0/sync/1.5"
 GENERATION = 1_700_000_000_000
 KEYS_CHANGED_AT = 1_700_000_000_000
-NEW_ACCOUNTS = 1500
+NEW_ACCOUNTS = 4000
 
 SCENARIOS = (("token", "GET /1.0/sync/1.5"),)
 
