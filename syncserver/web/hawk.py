@@ -7,6 +7,9 @@ our public base URL), the MAC over the request-target the client signed
 the payload hash when one is sent, and last, once the MAC is known good, the
 nonce. It returns the verified :class:`~syncserver.protocol.tokens.Token`
 or raises :class:`HawkAuthError`; the caller answers 401 with body ``0``.
+Tokens that verified are remembered (:class:`~syncserver.protocol.tokens.TokenCache`,
+bounded), so a client's later requests skip the token's signature check and
+key derivation; expiry and node are still checked on every request.
 
 Why not ``hawkauthlib.check_signature``: it signs WebOb's ``path_qs`` and
 the ``Host`` header (wrong behind proxies and for percent-encoded ids), and
@@ -29,7 +32,7 @@ import time
 
 from hawkauthlib.utils import parse_authz_header
 
-from syncserver.protocol.tokens import InvalidToken, parse_token
+from syncserver.protocol.tokens import InvalidToken, TokenCache
 from syncserver.web.request_context import CLIENT_ADDRESS_KEY
 from syncserver.web.request_target import PublicURL, same_base_url, signed_request_target
 
@@ -158,6 +161,7 @@ class HawkVerifier:
         if nonce_cache.window < skew_seconds:
             raise ValueError("the nonce cache window must cover the timestamp skew window")
         self.secrets = list(secrets)
+        self.tokens = TokenCache(self.secrets)
         self.public_url = PublicURL.parse(public_url)
         self.nonce_cache = nonce_cache
         self.skew_seconds = skew_seconds
@@ -178,7 +182,7 @@ class HawkVerifier:
         except HawkAuthError as error:
             raise _refuse(environ, error.reason) from None
         try:
-            token = parse_token(attributes["id"], self.secrets)
+            token = self.tokens.parse(attributes["id"])
         except InvalidToken as error:
             raise _refuse(environ, error.reason) from None
         if token.expires + allow_expired_seconds <= now:

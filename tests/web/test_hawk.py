@@ -294,6 +294,25 @@ def test_expired_token_refused(verifier, creds):
         verifier.verify(request, now=later)
 
 
+def test_a_token_verified_before_is_still_refused_once_expired(verifier, creds):
+    fresh = make_request("GET", "/1.5/42/storage/tabs", creds)
+    assert verifier.verify(fresh, now=NOW).uid == 42
+    assert len(verifier.tokens) == 1  # remembered: the next request skips the token's crypto
+    later = NOW + 3600
+    request = make_request("GET", "/1.5/42/storage/tabs", creds, ts_offset=3600)
+    with pytest.raises(HawkAuthError, match="expired"):
+        verifier.verify(request, now=later)
+
+
+def test_a_remembered_token_still_needs_a_good_mac_and_a_fresh_nonce(verifier, creds):
+    first = make_request("GET", INFO, creds, nonce="bm9uY2UxMjM=")
+    assert verifier.verify(first, now=NOW).uid == 42
+    refused(verifier, make_request("GET", INFO, creds, nonce="bm9uY2UxMjM="), "nonce")
+    forged = Credentials(creds.id, "not-the-derived-key")
+    refused(verifier, make_request("GET", INFO, forged), "bad MAC")
+    assert verifier.verify(make_request("GET", INFO, creds), now=NOW).uid == 42
+
+
 def test_expired_token_on_info_collections_within_two_hours(creds):
     verifier = HawkVerifier([SECRET], NODE, MemoryNonceCache())
     grace = expired_token_grace("GET", INFO)

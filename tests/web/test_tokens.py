@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tokenlib.utils import HKDF
 
+from syncserver.protocol import tokens
 from syncserver.protocol.tokens import (
     InvalidToken,
     Token,
+    TokenCache,
     canonical_token_id,
     hash_device_id,
     hash_fxa_uid,
@@ -238,3 +240,66 @@ def test_arbitrary_token_ids_raise_only_invalid_token(token_id):
         parse_token(token_id, [SECRET, "second"])
     except InvalidToken as error:
         assert SECRET not in error.reason and "second" not in error.reason
+
+
+# -- the verified-token cache of storage nodes ----------------------------------------
+
+
+def counting_parse(monkeypatch):
+    """Count the real verifications a TokenCache makes."""
+    calls = []
+    real = tokens.parse_token
+
+    def parse(token_id, secrets):
+        calls.append(token_id)
+        return real(token_id, secrets)
+
+    monkeypatch.setattr(tokens, "parse_token", parse)
+    return calls
+
+
+def test_token_cache_verifies_a_token_once_and_answers_what_parse_token_does(monkeypatch):
+    calls = counting_parse(monkeypatch)
+    cache = TokenCache(["old", SECRET])
+    first = cache.parse(TOKEN_ID)
+    assert first == parse_token(TOKEN_ID, [SECRET])
+    assert first.derived_key == DERIVED_KEY
+    assert cache.parse(TOKEN_ID) is first
+    assert len(calls) == 1 and len(cache) == 1
+
+
+def test_token_cache_keeps_no_refused_id_and_refuses_it_every_time(monkeypatch):
+    calls = counting_parse(monkeypatch)
+    cache = TokenCache([SECRET])
+    tampered = TOKEN_ID[:-6] + ("A" if TOKEN_ID[-6] != "A" else "B") + TOKEN_ID[-5:]
+    other_secret, _key = make_token(PAYLOAD, "another secret")
+    for bad in (tampered, other_secret, "", "!" * 10, None):
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                cache.parse(bad)
+    assert len(cache) == 0
+    assert len(calls) == 10
+
+
+def test_token_cache_hit_needs_the_whole_id():
+    cache = TokenCache([SECRET])
+    cache.parse(TOKEN_ID)
+    # The same token without its padding verifies on its own, to the same token.
+    unpadded = TOKEN_ID.rstrip("=") if TOKEN_ID.endswith("=") else TOKEN_ID
+    assert cache.parse(unpadded).token_id == canonical_token_id(TOKEN_ID)
+    with pytest.raises(InvalidToken):
+        cache.parse(TOKEN_ID[:-1] + ("E" if TOKEN_ID[-1] != "E" else "F"))
+
+
+def test_token_cache_is_bounded_oldest_first(monkeypatch):
+    calls = counting_parse(monkeypatch)
+    cache = TokenCache([SECRET], max_entries=3)
+    ids = [make_token({"uid": uid, "node": "https://n"}, SECRET)[0] for uid in range(5)]
+    assert [cache.parse(token_id).uid for token_id in ids] == list(range(5))
+    assert len(cache) == 3
+    del calls[:]
+    assert cache.parse(ids[4]).uid == 4 and calls == []   # kept
+    assert cache.parse(ids[0]).uid == 0 and calls == [ids[0]]  # dropped, verified again
+    assert len(cache) == 3
+    with pytest.raises(ValueError):
+        TokenCache([SECRET], max_entries=0)
