@@ -160,11 +160,15 @@ _ROWS = (select(*_ROW_COLUMNS)
 # running them.
 # Each row also says whether the node list has any node (needed to tell a row without
 # node "this server" from "its node was removed"), which spares a third statement.
+_BLOCKED = select(token_accounts.c.blocked).where(token_accounts.c.email == bindparam("email"))
 _ACCOUNT_ROWS = _ROWS.add_columns(select(nodes.c.id).exists().label("any_node")).where(
     token_users.c.email == bindparam("email")).order_by(
     token_users.c.created_at.desc(), token_users.c.uid.desc())
 _RECENT_ACCOUNT_ROWS = _ACCOUNT_ROWS.limit(MAX_ROWS)
-_BLOCKED = select(token_accounts.c.blocked).where(token_accounts.c.email == bindparam("email"))
+# A known account's token request in one statement: its rows also say whether it is
+# blocked (an account without rows, blocked before its first sign-in, asks _BLOCKED).
+_RECENT_ROWS_AND_BLOCKED = _RECENT_ACCOUNT_ROWS.add_columns(
+    _BLOCKED.scalar_subquery().label("account_blocked"))
 _BLOCKED_LOCKED = _BLOCKED.with_for_update()
 _ANY_NODE = select(nodes.c.id).limit(1)
 
@@ -201,9 +205,12 @@ class SQLTokenUsers(DatabaseBacked, TokenUserBackend):
         policy.check_account(fxa_uid)
         email = account_email(fxa_uid)
         with self._reading() as connection:
-            if _blocked(connection, email):
+            raw_rows = connection.execute(_RECENT_ROWS_AND_BLOCKED, {"email": email}).all()
+            blocked = (bool(raw_rows[0].account_blocked) if raw_rows
+                       else _blocked(connection, email))
+            if blocked:
                 raise AccessRefused("the account is blocked (syncserver-admin token-user block)")
-            rows = _load_rows(connection, email)
+            rows = _user_rows(raw_rows)
             if rows:
                 plan = plan_request(rows, generation, keys_changed_at, client_state,
                                     self._now_ms())
@@ -418,7 +425,11 @@ def _load_rows(connection, email, limit=MAX_ROWS):
         query = _RECENT_ACCOUNT_ROWS
     else:
         query = _ACCOUNT_ROWS if limit is None else _ACCOUNT_ROWS.limit(limit)
-    raw_rows = connection.execute(query, {"email": email}).all()
+    return _user_rows(connection.execute(query, {"email": email}).all())
+
+
+def _user_rows(raw_rows):
+    """:class:`UserRow` of each result row of ``_ACCOUNT_ROWS`` (or a variant)."""
     nodes_exist = any(row.node_id is None for row in raw_rows) and bool(raw_rows[0].any_node)
     return [_user_row(row, nodes_exist) for row in raw_rows]
 
