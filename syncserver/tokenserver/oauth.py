@@ -26,9 +26,11 @@ without a request, since FxA's verify endpoint refuses it anyway.
 Errors are two types: :class:`InvalidAccessToken` (the client's fault: 401
 ``invalid-credentials``) and :class:`AccountsServerUnavailable` (FxA's: 503
 with ``Retry-After``), never the one for the other (SS-8). Nothing here logs
-or puts the token into an error message. PyJWT (with cryptography) does the
-cryptography; key handling lives in :mod:`syncserver.tokenserver.jwks`, the
-HTTP calls in :mod:`syncserver.tokenserver.fxa_client`.
+or puts the token into an error message. The signature and the time and
+issuer claims are checked by :mod:`syncserver.tokenserver.jws` (RSA by
+``cryptography``); key handling lives in :mod:`syncserver.tokenserver.jwks`
+(keys built by PyJWT), the HTTP calls in
+:mod:`syncserver.tokenserver.fxa_client`.
 """
 
 import base64
@@ -39,8 +41,6 @@ import math
 import re
 import time
 from pathlib import Path
-
-import jwt
 
 from syncserver.errors import ConfigError
 from syncserver.tokenserver.fxa_client import (
@@ -55,6 +55,7 @@ from syncserver.tokenserver.jwks import (
     PinnedKeys,
     parse_jwks,
 )
+from syncserver.tokenserver.jws import BadSignature, BadToken, verified_claims
 
 __all__ = [
     "OLDSYNC_SCOPE", "AccountsServerUnavailable", "InvalidAccessToken", "OAuthSettings",
@@ -177,15 +178,12 @@ class OAuthVerifier:
             raise InvalidAccessToken("signed by a key the accounts server does not publish")
         for key in candidates:
             try:
-                claims = jwt.decode(
-                    token, key.rsa_key, algorithms=["RS256"], leeway=self.settings.leeway_seconds,
-                    issuer=self.settings.issuer or None,
-                    options={"require": ["exp", "sub"], "verify_aud": False,
-                             "verify_iat": False, "verify_iss": bool(self.settings.issuer)})
-            except jwt.InvalidSignatureError:
+                claims = verified_claims(token, key.rsa_key, leeway=self.settings.leeway_seconds,
+                                         issuer=self.settings.issuer or None)
+            except BadSignature:
                 continue
-            except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as error:
-                raise InvalidAccessToken(_describe(error)) from None
+            except BadToken as error:
+                raise InvalidAccessToken(str(error)) from None
             return _token_from_claims(claims)
         raise InvalidAccessToken("bad signature")
 
@@ -262,10 +260,8 @@ def _candidate_keys(key_set, kid):
 def _unverified_header(token):
     """The JOSE header of a compact JWS, which names the key; raises InvalidAccessToken.
 
-    Only the short header segment is decoded here: ``jwt.decode`` parses the
-    whole token, strictly, right after (``jwt.get_unverified_header`` would
-    parse all of it a first time, checking every character in Python: a
-    tenth of a token request). The other segments are only checked to be
+    Only the short header segment is decoded here: :func:`~.jws.verified_claims`
+    parses the whole token, strictly, right after. The other segments are only checked to be
     base64url of a possible length, so that garbage is refused before a key
     is looked up (and the JWKS perhaps fetched), as before.
     """
@@ -328,12 +324,3 @@ def _is_number(value):
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _describe(error):
-    """A short reason from a PyJWT error (its messages never quote the token)."""
-    if isinstance(error, jwt.ExpiredSignatureError):
-        return "expired"
-    if isinstance(error, jwt.MissingRequiredClaimError):
-        return f"no {error.claim} claim"
-    if isinstance(error, jwt.InvalidIssuerError):
-        return "unexpected issuer"
-    return f"undecodable ({type(error).__name__})"
