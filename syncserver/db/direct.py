@@ -59,9 +59,14 @@ def _processes(type_, dialect, kind):
 
 
 def _listened(connection):
-    """True when cursor events are listened to (SQLAlchemy must then run the statement)."""
-    dispatch = connection.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    """True when any event is listened to on the connection or its engine.
+
+    SQLAlchemy then runs the statement, so that cursor events fire as usual.
+    ``_has_events`` is the flag SQLAlchemy itself checks on every execution
+    (reading the dispatch collections costs several times more); where it is
+    missing, every statement takes SQLAlchemy's path.
+    """
+    return getattr(connection, "_has_events", True)
 
 
 def _run(connection, statement, params, fetch):
