@@ -59,14 +59,16 @@ def _processes(type_, dialect, kind):
 
 
 def _listened(connection):
-    """True when any event is listened to on the connection or its engine.
+    """True when cursor events are listened to (SQLAlchemy must then run the statement).
 
-    SQLAlchemy then runs the statement, so that cursor events fire as usual.
-    ``_has_events`` is the flag SQLAlchemy itself checks on every execution
-    (reading the dispatch collections costs several times more); where it is
-    missing, every statement takes SQLAlchemy's path.
+    Listeners on the engine (how tests count statements) or any on the
+    connection itself; the engine's own "connect" and "begin" listeners do
+    not count.
     """
-    return getattr(connection, "_has_events", True)
+    if connection._has_events:
+        return True
+    dispatch = connection.engine.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
 def _run(connection, statement, params, fetch):

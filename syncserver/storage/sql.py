@@ -271,7 +271,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     def get_collection_timestamps(self, user_id):
         with self._reading() as connection:
-            rows = connection.execute(schema.COLLECTION_TIMESTAMPS, {"userid": user_id}).all()
+            rows = direct.all_rows(connection, schema.COLLECTION_TIMESTAMPS, {"userid": user_id})
             return self._named(connection, rows)
 
     def get_collection_timestamp(self, user_id, collection):
