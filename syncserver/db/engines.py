@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 
 import sqlalchemy
 from sqlalchemy import event, exc
@@ -164,9 +165,70 @@ def read_connection(engine):
 
     Isolation levels are not switched per checkout: that costs a round trip
     (MySQL) or a driver reconfiguration (SQLite) on every read.
+
+    On SQLite each thread keeps one read connection checked out while the
+    pool has room (a checkout and its return cost more than the read of
+    info/collections itself): reads run in autocommit there, so a kept
+    connection holds no snapshot or lock between requests. A nested read in
+    the same thread, or a connection that went bad, gets an ordinary one.
     """
-    with engine.connect() as connection:
-        yield connection.execution_options(**{_READ_ONLY: True})
+    kept = _kept_read_connection(engine) if is_sqlite(engine) else None
+    if kept is None:
+        with engine.connect() as connection:
+            yield connection.execution_options(**{_READ_ONLY: True})
+        return
+    holder, connection = kept
+    holder.busy = True
+    healthy = False
+    try:
+        yield connection
+        # A reader that opened a transaction (a streamed answer's snapshot) leaves
+        # it to the connection's return to the pool: let it go back.
+        healthy = not connection.connection.dbapi_connection.in_transaction
+    finally:
+        holder.busy = False
+        if not healthy:
+            # Whatever went wrong, the next read starts from a fresh connection.
+            holder.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class _KeptReads(threading.local):
+    """Per thread: ``{engine: holder}`` of kept SQLite read connections."""
+
+    def __init__(self):
+        self.holders = weakref.WeakKeyDictionary()
+
+
+class _Holder:
+    __slots__ = ("__weakref__", "busy", "connection")
+
+    def __init__(self):
+        self.busy = False
+        self.connection = None
+
+
+_KEPT_READS = _KeptReads()
+
+
+def _kept_read_connection(engine):
+    holder = _KEPT_READS.holders.get(engine)
+    if holder is None:
+        holder = _KEPT_READS.holders[engine] = _Holder()
+    if holder.busy:
+        return None
+    connection = holder.connection
+    if connection is None or connection.closed or connection.invalidated:
+        pool = engine.pool
+        # Keep one only while at least half the pool stays free for writes and streams.
+        if pool.checkedout() >= max(1, pool.size() // 2):
+            return None
+        connection = engine.connect().execution_options(**{_READ_ONLY: True})
+        holder.connection = connection
+        # Returned to the pool when the engine is disposed of (engine.dispose()).
+        weakref.finalize(holder, connection.close)
+    return holder, connection
 
 
 @contextlib.contextmanager
