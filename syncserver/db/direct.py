@@ -22,6 +22,8 @@ and :func:`syncserver.db.errors.translate_errors` see no difference; a
 disconnect invalidates the connection as SQLAlchemy would.
 """
 
+import contextlib
+
 from sqlalchemy import exc
 
 #: (statement, dialect name) -> (sql, parameter names or None for named, defaults) or None
@@ -97,6 +99,13 @@ def _run(connection, statement, params, fetch):
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(connection, dbapi_connection, cursor, sql, bound, error) from error
     finally:
+        _close(cursor)
+
+
+def _close(cursor):
+    """Close a cursor; on a connection that died, there is nothing left to close."""
+    # The statement's own error (if any) is what matters.
+    with contextlib.suppress(Exception):
         cursor.close()
 
 
@@ -144,4 +153,4 @@ def executemany_sql(connection, sql, rows):
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(connection, dbapi_connection, cursor, sql, rows, error) from error
     finally:
-        cursor.close()
+        _close(cursor)
