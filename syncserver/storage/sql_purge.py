@@ -13,8 +13,17 @@ import time
 from syncserver.storage import DELETED_USER_RETENTION_SECONDS, StorageUnavailable
 from syncserver.storage import sql_schema as schema
 
-#: How long one purge transaction should hold its users' locks (seconds).
+#: How long one purge transaction should hold its users' locks (seconds) while
+#: writers are about: it got its locks only after waiting for them.
 PURGE_TRANSACTION_SECONDS = 0.01
+#: ... and while nobody is: the locks came at once, so transactions may grow (fewer
+#: commits per row); one wait brings them back to PURGE_TRANSACTION_SECONDS.
+PURGE_IDLE_TRANSACTION_SECONDS = 0.04
+#: A lock obtained within this many seconds was not waited for.
+_UNCONTENDED_SECONDS = 0.002
+#: SQLite: after each transaction the purge steps aside for this share of the time it
+#: held the write lock, so that writers queued meanwhile get it before the next one.
+_SQLITE_YIELD_SHARE = 0.3
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
 _PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
 #: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
@@ -28,6 +37,8 @@ class SQLPurge:
         #: Rows per purge transaction (adapted), and where the last purge stopped.
         self._purge_rows = _PURGE_ROWS_MIN
         self._purge_floor = None
+        #: Whether the last purge transaction had to wait for its locks.
+        self._purge_contended = True
 
     def purge_expired(self, now_seconds, batch_size=1000):
         """Expired items first; with room left in ``batch_size``, expired batches, then tombstones.
@@ -100,8 +111,10 @@ class SQLPurge:
         by_owner = {}
         for _ttl, user_id, collection_id, item_id in keys:
             by_owner.setdefault((user_id, collection_id), []).append(item_id)
+        # In key order: a transaction's deletes then walk the primary key forwards.
         pieces = [(user_id, collection_id, ids[start:start + _PURGE_ROWS_MAX])
-                  for (user_id, collection_id), ids in sorted(by_owner.items())
+                  for (user_id, collection_id), ids in sorted(
+                      (owner, sorted(ids)) for owner, ids in by_owner.items())
                   for start in range(0, len(ids), _PURGE_ROWS_MAX)]
         purged = 0
         while pieces:
@@ -117,6 +130,8 @@ class SQLPurge:
             count, held = self._purge_transaction(transaction, now_seconds)
             purged += count
             self._adapt_purge_rows(rows, held)
+            if self.database.dialect == "sqlite":
+                self._sqlite_after_purge_transaction(held)
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged, len(keys)
 
@@ -128,13 +143,15 @@ class SQLPurge:
         """
         freed = {}
         purged = 0
+        asked = time.monotonic()
         with self.database.writing(StorageUnavailable) as connection:
-            started = time.monotonic()
             if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
                 # A user without a row was deleted meanwhile (with these items)
                 # or loaded without one: no writer holds it, the items can go.
                 connection.execute(schema.LOCK_USERS, {
                     "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
+            started = time.monotonic()
+            self._purge_contended = started - asked > _UNCONTENDED_SECONDS
             for user_id, collection_id, ids in pieces:
                 params = {"userid": user_id, "collection": collection_id, "ids": ids,
                           "now_seconds": now_seconds}
@@ -155,12 +172,31 @@ class SQLPurge:
             held = time.monotonic() - started
         return purged, held
 
+    def _sqlite_after_purge_transaction(self, held):
+        """Copy what the purge wrote into the file, then let waiting writers go first.
+
+        A purge fills the WAL fast; left alone, the server's next write past
+        the auto-checkpoint threshold would copy it back (with an fsync)
+        while its client waits. A PASSIVE checkpoint here does that work in
+        the purge's process, without the write lock, beside the writers.
+        Then the purge steps aside: writers of the server wait on the same
+        file lock, and releasing it and taking it again at once would let
+        the purge win every time.
+        """
+        with self._reading() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+        time.sleep(held * _SQLITE_YIELD_SHARE)
+
     def _adapt_purge_rows(self, rows, seconds):
-        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
+        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS, longer when uncontended."""
         if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
             return  # a short tail says nothing about the rate
         rate = rows / max(seconds, 1e-4)
-        target = int(rate * PURGE_TRANSACTION_SECONDS)
+        # SQLite: every writer of the file waits for the whole transaction.
+        budget = (PURGE_TRANSACTION_SECONDS
+                  if self._purge_contended or self.database.dialect == "sqlite"
+                  else PURGE_IDLE_TRANSACTION_SECONDS)
+        target = int(rate * budget)
         self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
                                                     self._purge_rows * 2))
 
