@@ -10,17 +10,29 @@ commit.
 
 import time
 
+from sqlalchemy import exc
+
+from syncserver.db.errors import is_unavailable
 from syncserver.storage import DELETED_USER_RETENTION_SECONDS, StorageUnavailable
 from syncserver.storage import sql_schema as schema
 
 #: How long one purge transaction should hold its users' locks (seconds) while
-#: writers are about: it got its locks only after waiting for them.
+#: writers are about.
 PURGE_TRANSACTION_SECONDS = 0.01
-#: ... and while nobody is: the locks came at once, so transactions may grow (fewer
-#: commits per row); one wait brings them back to PURGE_TRANSACTION_SECONDS.
+#: ... and once nobody has waited for a while (MySQL/PostgreSQL only): longer
+#: transactions mean fewer commits per row. A wait, ours for the locks or a writer's
+#: for ours, brings them back to PURGE_TRANSACTION_SECONDS.
 PURGE_IDLE_TRANSACTION_SECONDS = 0.04
+#: How long no wait must have been seen before transactions grow.
+_QUIET_SECONDS = 2.0
 #: A lock obtained within this many seconds was not waited for.
 _UNCONTENDED_SECONDS = 0.002
+#: Whether some transaction waits for a lock right now (asked before each commit).
+_LOCK_WAITERS = {
+    "postgresql": "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)",
+    # Needs the PROCESS privilege; without it the purge keeps its short transactions.
+    "mysql": "SELECT EXISTS (SELECT 1 FROM information_schema.INNODB_LOCK_WAITS)",
+}
 #: SQLite: after each transaction the purge steps aside for this share of the time it
 #: held the write lock, so that writers queued meanwhile get it before the next one.
 _SQLITE_YIELD_SHARE = 0.3
@@ -37,8 +49,8 @@ class SQLPurge:
         #: Rows per purge transaction (adapted), and where the last purge stopped.
         self._purge_rows = _PURGE_ROWS_MIN
         self._purge_floor = None
-        #: Whether the last purge transaction had to wait for its locks.
-        self._purge_contended = True
+        #: Since when (monotonic) no purge transaction has seen a lock wait; None: it just did.
+        self._purge_quiet_since = None
 
     def purge_expired(self, now_seconds, batch_size=1000):
         """Expired items first; with room left in ``batch_size``, expired batches, then tombstones.
@@ -151,7 +163,7 @@ class SQLPurge:
                 connection.execute(schema.LOCK_USERS, {
                     "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
             started = time.monotonic()
-            self._purge_contended = started - asked > _UNCONTENDED_SECONDS
+            waited = started - asked > _UNCONTENDED_SECONDS
             for user_id, collection_id, ids in pieces:
                 params = {"userid": user_id, "collection": collection_id, "ids": ids,
                           "now_seconds": now_seconds}
@@ -169,8 +181,29 @@ class SQLPurge:
             if freed:
                 connection.execute(schema.SUBTRACT_USAGE, [
                     {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
+            waited = waited or self._writers_waiting(connection)
             held = time.monotonic() - started
+        if waited:
+            self._purge_quiet_since = None
+        elif self._purge_quiet_since is None:
+            self._purge_quiet_since = time.monotonic()
         return purged, held
+
+    def _writers_waiting(self, connection):
+        """True when a transaction waits for a lock now (maybe ours); SQLite: not asked."""
+        dialect = self.database.dialect
+        query = _LOCK_WAITERS.get("mysql" if dialect == "mariadb" else dialect)
+        if query is None:
+            return False
+        if dialect == "postgresql":
+            return bool(connection.exec_driver_sql(query).scalar())
+        try:
+            # An error here (no PROCESS privilege) does not end a MySQL transaction.
+            return bool(connection.exec_driver_sql(query).scalar())
+        except exc.DBAPIError as error:
+            if is_unavailable(error):
+                raise
+            return True
 
     def _sqlite_after_purge_transaction(self, held):
         """Copy what the purge wrote into the file, then let waiting writers go first.
@@ -193,9 +226,9 @@ class SQLPurge:
             return  # a short tail says nothing about the rate
         rate = rows / max(seconds, 1e-4)
         # SQLite: every writer of the file waits for the whole transaction.
-        budget = (PURGE_TRANSACTION_SECONDS
-                  if self._purge_contended or self.database.dialect == "sqlite"
-                  else PURGE_IDLE_TRANSACTION_SECONDS)
+        quiet = (self.database.dialect != "sqlite" and self._purge_quiet_since is not None
+                 and time.monotonic() - self._purge_quiet_since >= _QUIET_SECONDS)
+        budget = PURGE_IDLE_TRANSACTION_SECONDS if quiet else PURGE_TRANSACTION_SECONDS
         target = int(rate * budget)
         self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
                                                     self._purge_rows * 2))
