@@ -151,7 +151,8 @@ class SQLPurge:
         """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
 
         Returns how many rows went and how long the transaction held its
-        locks (from when it had them: waiting for them says nothing of the rate).
+        locks, commit included (from when it had them: waiting for them says
+        nothing of the rate).
         """
         freed = {}
         purged = 0
@@ -182,7 +183,8 @@ class SQLPurge:
                 connection.execute(schema.SUBTRACT_USAGE, [
                     {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
             waited = waited or self._writers_waiting(connection)
-            held = time.monotonic() - started
+        # The locks are held until the commit is done (MySQL's flushes its log to disk).
+        held = time.monotonic() - started
         if waited:
             self._purge_quiet_since = None
         elif self._purge_quiet_since is None:
