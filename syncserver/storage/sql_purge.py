@@ -36,6 +36,8 @@ _LOCK_WAITERS = {
 #: SQLite: after each transaction the purge steps aside for this share of the time it
 #: held the write lock, so that writers queued meanwhile get it before the next one.
 _SQLITE_YIELD_SHARE = 0.3
+#: MySQL/MariaDB: the same, for the server's own background work (see _purge_items).
+_MYSQL_YIELD_SHARE = 0.5
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
 _PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
 #: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
@@ -144,6 +146,10 @@ class SQLPurge:
             self._adapt_purge_rows(rows, held)
             if self.database.dialect == "sqlite":
                 self._sqlite_after_purge_transaction(held)
+            elif self.database.dialect in ("mysql", "mariadb"):
+                # InnoDB's purge of deleted rows and its log flushes run on the same
+                # CPUs and disk as the server's queries: leave them some room.
+                time.sleep(held * _MYSQL_YIELD_SHARE)
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged, len(keys)
 
