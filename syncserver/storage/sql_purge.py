@@ -35,7 +35,7 @@ _LOCK_WAITERS = {
 }
 #: SQLite: after each transaction the purge steps aside for this share of the time it
 #: held the write lock, so that writers queued meanwhile get it before the next one.
-_SQLITE_YIELD_SHARE = 0.3
+_SQLITE_YIELD_SHARE = 0.15
 #: MySQL/MariaDB: the same, for the server's own background work (see _purge_items).
 _MYSQL_YIELD_SHARE = 0.5
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
