@@ -221,6 +221,8 @@ def _kept_read_connection(engine):
     connection = holder.connection
     if connection is None or connection.closed or connection.invalidated:
         pool = engine.pool
+        if not (hasattr(pool, "checkedout") and hasattr(pool, "size")):
+            return None  # a pool without a size (not the QueuePool this module builds)
         # Keep one only while at least half the pool stays free for writes and streams.
         if pool.checkedout() >= max(1, pool.size() // 2):
             return None
