@@ -1,0 +1,80 @@
+"""The database layer's fast paths: kept SQLite read connections, statements on the cursor."""
+
+import threading
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, exc, select
+
+from syncserver.db import direct, engines
+
+metadata = MetaData()
+things = Table("things", metadata, Column("id", Integer, primary_key=True),
+               Column("name", String(20), nullable=False))
+BY_ID = select(things.c.name).where(things.c.id == bindparam("id"))
+INSERT = things.insert().values(id=bindparam("id"), name=bindparam("name"))
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = engines.create_engine(f"sqlite:///{tmp_path / 'fast.db'}")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_a_kept_read_connection_sees_every_commit(engine):
+    with engines.read_connection(engine) as first:
+        assert direct.first(first, BY_ID, {"id": 1}) is None
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 1, "name": "one"})
+    with engines.read_connection(engine) as again:
+        assert again is first  # kept for this thread
+        assert direct.first(again, BY_ID, {"id": 1}) == ("one",)
+
+
+def test_a_reader_left_in_a_transaction_does_not_pass_it_on(engine):
+    with engines.read_connection(engine) as connection:
+        connection.exec_driver_sql("BEGIN")  # as a streamed answer's snapshot does
+        kept = connection
+    with engines.read_connection(engine) as connection:
+        assert connection is not kept
+        assert not connection.connection.dbapi_connection.in_transaction
+    assert engine.pool.checkedout() == 1  # the new kept one; the other went back
+
+
+def test_nested_reads_and_other_threads_get_their_own_connections(engine):
+    seen = []
+    with engines.read_connection(engine) as outer, engines.read_connection(engine) as inner:
+        assert inner is not outer
+
+    def other():
+        with engines.read_connection(engine) as connection:
+            seen.append(connection)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not outer
+
+
+def test_driver_errors_come_as_sqlalchemys_and_the_transaction_rolls_back(engine):
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 7, "name": "seven"})
+    with pytest.raises(exc.IntegrityError):
+        with engines.write_transaction(engine) as connection:
+            direct.execute(connection, INSERT, {"id": 8, "name": "eight"})
+            direct.execute(connection, INSERT, {"id": 7, "name": "again"})
+    with engines.read_connection(engine) as connection:
+        assert direct.all_rows(connection, select(things.c.id).order_by(things.c.id), {}) == [
+            (7,)]
+
+
+def test_listened_statements_go_through_sqlalchemy(engine):
+    statements = []
+    sqlalchemy.event.listen(engine, "before_cursor_execute",
+                            lambda _c, _cur, statement, *_rest: statements.append(statement))
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 3, "name": "three"})
+        assert direct.first(connection, BY_ID, {"id": 3}) == ("three",)
+    assert len([s for s in statements if s.startswith(("INSERT", "SELECT"))]) == 2
