@@ -1,5 +1,6 @@
 """The database layer's fast paths: kept SQLite read connections, statements on the cursor."""
 
+import sqlite3
 import threading
 
 import pytest
@@ -78,3 +79,27 @@ def test_listened_statements_go_through_sqlalchemy(engine):
         direct.execute(connection, INSERT, {"id": 3, "name": "three"})
         assert direct.first(connection, BY_ID, {"id": 3}) == ("three",)
     assert len([s for s in statements if s.startswith(("INSERT", "SELECT"))]) == 2
+
+
+def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
+    with engines.write_transaction(engine) as first:
+        direct.execute(first, INSERT, {"id": 1, "name": "one"})
+    with engines.write_transaction(engine) as second:
+        assert second is first  # kept for this thread
+        assert second.connection.dbapi_connection.in_transaction  # BEGIN IMMEDIATE ran
+        direct.execute(second, INSERT, {"id": 2, "name": "two"})
+    with pytest.raises(exc.IntegrityError):
+        with engines.write_transaction(engine) as third:
+            direct.execute(third, INSERT, {"id": 3, "name": "three"})
+            direct.execute(third, INSERT, {"id": 1, "name": "again"})
+    with engines.write_transaction(engine) as fourth:
+        assert fourth is not first
+        direct.execute(fourth, INSERT, {"id": 4, "name": "four"})
+    # Another connection sees exactly the committed rows.
+    plain = sqlite3.connect(engine.url.database)
+    try:
+        assert plain.execute("SELECT id FROM things ORDER BY id").fetchall() == [(1,), (2,), (4,)]
+        plain.execute("BEGIN IMMEDIATE")  # no transaction of ours holds the write lock
+        plain.rollback()
+    finally:
+        plain.close()

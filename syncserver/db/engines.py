@@ -172,7 +172,7 @@ def read_connection(engine):
     connection holds no snapshot or lock between requests. A nested read in
     the same thread, or a connection that went bad, gets an ordinary one.
     """
-    kept = _kept_read_connection(engine) if is_sqlite(engine) else None
+    kept = _kept_connection(engine, _KEPT_READS, {_READ_ONLY: True}) if is_sqlite(engine) else None
     if kept is None:
         with engine.connect() as connection:
             yield connection.execution_options(**{_READ_ONLY: True})
@@ -194,8 +194,8 @@ def read_connection(engine):
                 connection.close()
 
 
-class _KeptReads(threading.local):
-    """Per thread: ``{engine: holder}`` of kept SQLite read connections."""
+class _KeptConnections(threading.local):
+    """Per thread: ``{engine: holder}`` of kept SQLite connections (one kind)."""
 
     def __init__(self):
         self.holders = weakref.WeakKeyDictionary()
@@ -209,13 +209,15 @@ class _Holder:
         self.connection = None
 
 
-_KEPT_READS = _KeptReads()
+_KEPT_READS = _KeptConnections()
+_KEPT_WRITES = _KeptConnections()
 
 
-def _kept_read_connection(engine):
-    holder = _KEPT_READS.holders.get(engine)
+def _kept_connection(engine, kept, options):
+    """``(holder, connection)`` kept for this thread in ``kept``, or None: use an ordinary one."""
+    holder = kept.holders.get(engine)
     if holder is None:
-        holder = _KEPT_READS.holders[engine] = _Holder()
+        holder = kept.holders[engine] = _Holder()
     if holder.busy:
         return None
     connection = holder.connection
@@ -223,10 +225,12 @@ def _kept_read_connection(engine):
         pool = engine.pool
         if not (hasattr(pool, "checkedout") and hasattr(pool, "size")):
             return None  # a pool without a size (not the QueuePool this module builds)
-        # Keep one only while at least half the pool stays free for writes and streams.
+        # Keep one only while at least half the pool stays free for the others.
         if pool.checkedout() >= max(1, pool.size() // 2):
             return None
-        connection = engine.connect().execution_options(**{_READ_ONLY: True})
+        connection = engine.connect()
+        if options:
+            connection = connection.execution_options(**options)
         holder.connection = connection
         # Returned to the pool when the engine is disposed of (engine.dispose()).
         weakref.finalize(holder, connection.close)
@@ -245,8 +249,26 @@ def write_transaction(engine):
         with engine.begin() as connection:
             yield connection
         return
-    with queue, engine.begin() as connection:
-        yield connection
+    # As for reads, each thread keeps one connection for its writes while the pool
+    # has room: checking one out and back costs about a fifth of a PUT.
+    kept = _kept_connection(engine, _KEPT_WRITES, None)
+    if kept is None:
+        with queue, engine.begin() as connection:
+            yield connection
+        return
+    holder, connection = kept
+    holder.busy = True
+    healthy = False
+    try:
+        with queue, connection.begin():
+            yield connection
+        healthy = not connection.connection.dbapi_connection.in_transaction
+    finally:
+        holder.busy = False
+        if not healthy:
+            holder.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 class _SQLiteWriterQueue:
