@@ -1,5 +1,6 @@
 """The database layer's fast paths: kept SQLite read connections, statements on the cursor."""
 
+import os
 import sqlite3
 import threading
 
@@ -103,3 +104,37 @@ def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
         plain.rollback()
     finally:
         plain.close()
+
+
+def test_a_forked_process_does_not_use_its_parents_kept_connection(engine):
+    with engines.read_connection(engine) as parents:
+        pass
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it was given the parent's connection
+        try:
+            with engines.read_connection(engine) as childs:
+                same = childs is parents
+                childs.exec_driver_sql("SELECT 1").scalar()
+            os.write(writer, b"same" if same else b"own")
+        finally:
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 10)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert answer == b"own"
+    with engines.read_connection(engine) as again:
+        assert again is parents
+
+
+def test_closing_the_database_releases_kept_connections(engine):
+    with engines.read_connection(engine) as reads:
+        pass
+    with engines.write_transaction(engine) as writes:
+        direct.execute(writes, INSERT, {"id": 9, "name": "nine"})
+    assert engine.pool.checkedout() == 2  # one kept for reads, one for writes
+    engines.dispose(engine)
+    assert reads.closed and writes.closed
+    with engines.read_connection(engine) as connection:  # still usable: it reconnects
+        assert direct.first(connection, BY_ID, {"id": 9}) == ("nine",)

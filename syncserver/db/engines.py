@@ -202,22 +202,53 @@ class _KeptConnections(threading.local):
 
 
 class _Holder:
-    __slots__ = ("__weakref__", "busy", "connection")
+    __slots__ = ("__weakref__", "busy", "connection", "finalizer", "pid")
 
     def __init__(self):
         self.busy = False
         self.connection = None
+        self.finalizer = None
+        self.pid = os.getpid()
 
 
 _KEPT_READS = _KeptConnections()
 _KEPT_WRITES = _KeptConnections()
+#: engine -> every thread's holders for it, so that closing the engine can release them.
+_HOLDERS = weakref.WeakKeyDictionary()
+_HOLDERS_LOCK = threading.Lock()
+
+
+def dispose(engine):
+    """Close every pooled connection of ``engine``, those kept by threads included.
+
+    A kept connection in use right now is left to its thread (it closes it
+    if it fails, or keeps it); it is not shared, so closing it here would
+    pull it from under a running statement.
+    """
+    with _HOLDERS_LOCK:
+        holders = list(_HOLDERS.get(engine, ()))
+    for holder in holders:
+        connection = holder.connection
+        if connection is not None and not holder.busy and holder.pid == os.getpid():
+            holder.connection = None
+            if holder.finalizer is not None:
+                holder.finalizer.detach()
+                holder.finalizer = None
+            with contextlib.suppress(Exception):
+                connection.close()
+    engine.dispose()
 
 
 def _kept_connection(engine, kept, options):
     """``(holder, connection)`` kept for this thread in ``kept``, or None: use an ordinary one."""
     holder = kept.holders.get(engine)
-    if holder is None:
+    if holder is None or holder.pid != os.getpid():
+        if holder is not None and holder.finalizer is not None:
+            # Forked after this thread kept a connection: the parent's, not ours to close.
+            holder.finalizer.detach()
         holder = kept.holders[engine] = _Holder()
+        with _HOLDERS_LOCK:
+            _HOLDERS.setdefault(engine, weakref.WeakSet()).add(holder)
     if holder.busy:
         return None
     connection = holder.connection
@@ -232,8 +263,10 @@ def _kept_connection(engine, kept, options):
         if options:
             connection = connection.execution_options(**options)
         holder.connection = connection
-        # Returned to the pool when the engine is disposed of (engine.dispose()).
-        weakref.finalize(holder, connection.close)
+        # Returned to the pool when the thread ends or the engine goes away.
+        if holder.finalizer is not None:
+            holder.finalizer.detach()  # the previous connection was closed already
+        holder.finalizer = weakref.finalize(holder, connection.close)
     return holder, connection
 
 
