@@ -555,6 +555,11 @@ def _make_application():
 application = _make_application()
 
 
+def app_factory(global_conf, db=None, **_settings):
+    """``paste.app_factory`` for ``paster serve`` (bench/run.py under waitress): ``db = path``."""
+    return FloorApp(db or os.environ["FLOOR_DB"])
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "init" or not os.environ.get("FLOOR_DB"):
         sys.exit("usage: FLOOR_DB=path python floor_app.py init USERNAME PASSWORD")

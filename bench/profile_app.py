@@ -200,7 +200,10 @@ def capture_sql(app, fn):
     def listener(conn, cursor, statement, parameters, context, executemany):
         seen.append((statement, parameters, executemany))
 
-    engines = {id(engine): engine for engine in (app.storage.engine, app.auth.engine)}
+    candidates = (app.storage, app.auth, getattr(app.auth, "backend", None),
+                  getattr(app.auth, "wrapped", None))
+    engines = {id(engine): engine for engine in (getattr(backend, "engine", None)
+                                                  for backend in candidates) if engine}
     for engine in engines.values():
         event.listen(engine, "before_cursor_execute", listener)
     try:

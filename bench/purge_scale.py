@@ -47,14 +47,14 @@ import scale_server
 DATASETS = ("one-user", "many-users")
 
 
-def build(dataset, url, accounts, progress):
+def build(dataset, url, accounts, progress, records=1_000_000):
     ids = [account.user_id for account in accounts]
     if dataset == "one-user":
-        seconds = scale_data.fill(url, 1_000_000, 1_000_000, first_user=ids[0],
+        seconds = scale_data.fill(url, records, records, first_user=ids[0],
                                   expired_every=2, progress=progress)
         for number, user_id in enumerate(ids[1:], start=1):
             seconds += scale_data.fill(url, 100, 100, first_user=user_id,
-                                       first_row=2_000_000 + number * 100)
+                                       first_row=2 * records + number * 100)
         return seconds
     first = min(ids)
     if max(ids) - first >= 10_000:
@@ -106,7 +106,7 @@ def measure(kind, dataset, url, options, workdir):
             if done % 250_000 == 0 or done == total:
                 print(f"  built {done:,} of {total:,} rows", flush=True)
 
-        seconds = build(dataset, url, accounts, progress)
+        seconds = build(dataset, url, accounts, progress, options.records)
         now = int(time.time())
         expired = scale_data.count_expired(url, now)
         size_before = sqlite_file_size(url)
@@ -171,6 +171,9 @@ def parse_args(argv=None):
                         help="stop a purge running longer than this (600 s)")
     parser.add_argument("--mysql-url", help="MariaDB/MySQL server (a database is created)")
     parser.add_argument("--postgresql-url", help="PostgreSQL server (a database is created)")
+    parser.add_argument("--records", type=int, default=1_000_000,
+                        help="records of the one-user data set, half expired (10^6; 10^5 to "
+                             "iterate quickly)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     options = parser.parse_args(argv)
     options.databases = [d for d in options.databases.split(",") if d]

@@ -59,7 +59,7 @@ SCENARIOS = (
     ("put1", "PUT 1 WBO"),
 )
 GET_QUERY = "full=1&limit=100&sort=newest"
-MIN_FLOOR_RATIO = 0.5
+MIN_FLOOR_RATIO = 0.6
 MIN_WEAVE_RATIO = 3.0
 MAX_NON_2XX = 0.01
 
@@ -225,9 +225,13 @@ class Server:
     name = ""
     prefix = f"/1.1/{USERNAME}"
 
-    def __init__(self, options, workdir):
+    #: The WSGI servers this one can be measured under (see :meth:`start`).
+    wsgi_servers = ("gunicorn",)
+
+    def __init__(self, options, workdir, wsgi="gunicorn"):
         self.options = options
-        self.workdir = os.path.join(workdir, self.name)
+        self.wsgi = wsgi
+        self.workdir = os.path.join(workdir, wsgi, self.name)
         os.makedirs(self.workdir)
         self.log_path = os.path.join(self.workdir, "server.log")
         self.port = None
@@ -246,8 +250,14 @@ class Server:
     def create_user(self, client):
         raise NotImplementedError
 
+    def paste_ini(self):
+        """The ``[app:main]`` section of the ini ``paster serve`` runs (waitress)."""
+        raise NotImplementedError
+
     def start(self):
         self.port = free_port()
+        if self.wsgi == "waitress":
+            return self.start_waitress()
         options = self.options
         command = self.gunicorn_command() + [
             "--bind", f"127.0.0.1:{self.port}",
@@ -269,6 +279,32 @@ class Server:
         _children.append(self.process)
         wait_for_port(self.port, self.process, self.log_path)
 
+    def start_waitress(self):
+        """``paster serve`` with development.ini's own ``[server:main]``: waitress, its threads.
+
+        Only the port is overridden (``port=N`` on the command line, as the
+        dev ini documents), so this is the server a newcomer's ``paster serve
+        development.ini`` runs: ``egg:syncserver#waitress``, one process.
+        """
+        ini = os.path.join(self.workdir, "waitress.ini")
+        with open(ini, "w") as handle:
+            handle.write(self.paste_ini()
+                         + "\n[server:main]\n"
+                         f"use = config:{os.path.join(ROOT, 'development.ini')}\n")
+        paster = os.path.join(os.path.dirname(sys.executable), "paster")
+        command = [paster, "serve", ini, f"port={self.port}", "host=127.0.0.1"]
+        env = dict(os.environ, **self.environment())
+        env.pop("PYTHONPATH", None)
+        env.update(self.waitress_environment())
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, cwd=self.workdir, start_new_session=True)
+        _children.append(self.process)
+        wait_for_port(self.port, self.process, self.log_path)
+
+    def waitress_environment(self):
+        return {}
+
     def stop(self):
         if self.process is not None:
             stop(self.process)
@@ -277,6 +313,11 @@ class Server:
 
 class SyncServer(Server):
     name = "syncserver"
+    wsgi_servers = ("gunicorn", "waitress")
+
+    def paste_ini(self):
+        with open(self.ini) as handle:
+            return handle.read()
 
     def prepare(self):
         try:
@@ -316,6 +357,15 @@ class SyncServer(Server):
 
 class Floor(Server):
     name = "floor"
+    wsgi_servers = ("gunicorn", "waitress")
+
+    def paste_ini(self):
+        return ("[app:main]\n"
+                "paste.app_factory = floor_app:app_factory\n"
+                f"db = {self.db}\n")
+
+    def waitress_environment(self):
+        return {"PYTHONPATH": HERE}
 
     def prepare(self):
         sys.path.insert(0, HERE)
@@ -666,7 +716,7 @@ def setup_server(server, tmp):
         seed(server, client)
         print(f"  started on 127.0.0.1:{server.port}; seeded {SEED_RECORDS} records in "
               f"{time.monotonic() - started:.1f}s", flush=True)
-        server.scripts = write_scripts(os.path.join(tmp, server.name), server.prefix)
+        server.scripts = write_scripts(server.workdir, server.prefix)
         problems = check_answers(server, client, post_bodies(), put_requests(server.prefix))
     finally:
         client.close()
@@ -893,6 +943,10 @@ def parse_args(argv=None):
                         help="gunicorn worker class, the same for every server (sync)")
     parser.add_argument("--threads", type=int, default=2,
                         help="gunicorn threads per worker with --worker-class gthread (2)")
+    parser.add_argument("--wsgi", default="gunicorn,waitress",
+                        help="comma-separated WSGI servers to measure under, one after the "
+                             "other: gunicorn (the options above) and waitress (as `paster "
+                             "serve development.ini` runs it; syncserver and the floor only)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     options = parser.parse_args(argv)
     names = [name.strip() for name in options.only.split(",") if name.strip()]
@@ -902,11 +956,59 @@ def parse_args(argv=None):
     if options.skip_weave_minimal and "weave-minimal" in names:
         names.remove("weave-minimal")
     options.names = names
+    options.wsgi = [name.strip() for name in options.wsgi.split(",") if name.strip()]
+    if not options.wsgi or any(name not in WSGI_LABELS for name in options.wsgi):
+        parser.error(f"--wsgi takes some of: {', '.join(WSGI_LABELS)}")
     options.scenarios = [name.strip() for name in options.scenarios.split(",") if name.strip()]
     known = [name for name, _ in SCENARIOS]
     if not options.scenarios or any(name not in known for name in options.scenarios):
         parser.error(f"--scenarios takes some of: {', '.join(known)}")
     return options
+
+
+#: How each WSGI server is described in the output.
+WSGI_LABELS = {
+    "gunicorn": lambda options: (
+        f"gunicorn, {options.workers} {options.worker_class} workers"
+        + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")),
+    "waitress": lambda options: ("waitress as `paster serve development.ini` runs it "
+                                 "(egg:syncserver#waitress, its threads, one process)"),
+}
+
+
+def measure_under(wsgi, names, options, tmp, notes):
+    """Start, seed and check ``names`` under one WSGI server, measure them, stop them."""
+    servers = []
+    try:
+        for name in names:
+            server = SERVERS[name](options, tmp, wsgi)
+            key = f"{name} ({wsgi})"
+            try:
+                setup_server(server, tmp)
+                servers.append(server)
+                if server.note:
+                    notes[key] = server.note
+            except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+                print(f"  {name} NOT MEASURED: {error}", flush=True)
+                notes[key] = f"not measured: {error}"
+                if os.path.exists(server.log_path):
+                    print("  server log:\n" + tail(server.log_path), flush=True)
+                server.stop()
+        compare_schemas(servers)
+        busy = machine_busy_ticks()
+        time.sleep(1)
+        (busy1, total1), (busy0, total0) = machine_busy_ticks(), busy
+        idle_load = (busy1 - busy0) / max(total1 - total0, 1)
+        print(f"\nmachine load with every server idle: {idle_load:.0%} of "
+              f"{os.cpu_count()} CPUs; load average "
+              f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        if idle_load > 0.10:
+            print("  warning: something else is using the CPU; figures will be low and noisy",
+                  flush=True)
+        return run_rounds(servers, options) if servers else {}
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def main(argv=None):
@@ -924,47 +1026,32 @@ def main(argv=None):
     print(f"user {USERNAME}, {SEED_RECORDS} records of {PAYLOAD_BYTES}-byte payloads in "
           f"'{COLLECTION}'")
     print(OLD_SERVER_NOTE)
-    all_results, notes, servers = {}, {}, []
+    by_wsgi, notes = {}, {}
     tmp = tempfile.mkdtemp(prefix="syncserver-bench-")
     try:
-        for name in options.names:
-            server = SERVERS[name](options, tmp)
-            try:
-                setup_server(server, tmp)
-                servers.append(server)
-                if server.note:
-                    notes[name] = server.note
-            except (RuntimeError, subprocess.SubprocessError, OSError) as error:
-                print(f"  {name} NOT MEASURED: {error}", flush=True)
-                notes[name] = f"not measured: {error}"
-                if os.path.exists(server.log_path):
-                    print("  server log:\n" + tail(server.log_path), flush=True)
-                server.stop()
-        compare_schemas(servers)
-        busy = machine_busy_ticks()
-        time.sleep(1)
-        (busy1, total1), (busy0, total0) = machine_busy_ticks(), busy
-        idle_load = (busy1 - busy0) / max(total1 - total0, 1)
-        print(f"\nmachine load with every server idle: {idle_load:.0%} of "
-              f"{os.cpu_count()} CPUs", flush=True)
-        if idle_load > 0.10:
-            print("  warning: something else is using the CPU; figures will be low and noisy",
-                  flush=True)
-        if servers:
-            all_results = run_rounds(servers, options)
+        for wsgi in options.wsgi:
+            names = [name for name in options.names if wsgi in SERVERS[name].wsgi_servers]
+            skipped = [name for name in options.names if name not in names]
+            print(f"\n=== under {WSGI_LABELS[wsgi](options)}", flush=True)
+            if skipped:
+                print(f"  ({', '.join(skipped)}: measured under gunicorn only)", flush=True)
+            by_wsgi[wsgi] = (measure_under(wsgi, names, options, tmp, notes), names)
     finally:
-        for server in servers:
-            server.stop()
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    print_table(all_results, [name for name in options.names if name in all_results])
+    for wsgi, (results, names) in by_wsgi.items():
+        print(f"\n=== results under {WSGI_LABELS[wsgi](options)}")
+        print_table(results, [name for name in names if name in results])
     for name, note in notes.items():
         print(f"note ({name}): {note}")
-    print(f"\nrun time {time.monotonic() - started:.0f}s")
+    print(f"\nload average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"(1 / 5 / 15 min, {os.cpu_count()} CPUs)")
+    print(f"run time {time.monotonic() - started:.0f}s")
     if options.json:
         with open(options.json, "w") as handle:
-            json.dump({"options": vars(options),
-                       "results": all_results, "notes": notes}, handle, indent=2)
+            json.dump({"options": vars(options), "loadavg": os.getloadavg(),
+                       "results": {wsgi: results for wsgi, (results, _) in by_wsgi.items()},
+                       "notes": notes}, handle, indent=2)
     return 0
 
 

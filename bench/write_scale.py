@@ -73,11 +73,14 @@ class StatementTimer:
     def __init__(self, engine):
         self.active = False
         self.times = []
+        #: (statement, parameters, executemany) of every statement run while active.
+        self.statements = []
         sqlalchemy.event.listen(engine, "before_cursor_execute", self._before)
         sqlalchemy.event.listen(engine, "after_cursor_execute", self._after)
 
     def _before(self, _conn, _cursor, statement, _params, context, _many):
         if self.active:
+            self.statements.append((statement, _params, _many))
             context._bench_started = time.perf_counter()
 
     def _after(self, _conn, _cursor, statement, _params, context, _many):
@@ -93,6 +96,46 @@ def timed(call, repeat):
         call()
         values.append(time.perf_counter() - started)
     return (scale_data.percentile(values, 0.5) * 1000, scale_data.percentile(values, 0.99) * 1000)
+
+
+def analyze_statements(engine, statements):
+    """MariaDB: ``ANALYZE FORMAT=JSON`` of each statement, run and rolled back.
+
+    Returns ``[(statement, [(table, access type, key, rows read, r_total_time_ms)])]``.
+    A statement run once per row (executemany) is analyzed with its first row.
+    """
+    found = []
+    with engine.connect() as connection:
+        for statement, params, many in statements:
+            verb = statement.lstrip().split(None, 1)[0].upper()
+            if verb not in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+                continue
+            if many:
+                params = params[0]
+            transaction = connection.begin()
+            try:
+                plan = json.loads(connection.exec_driver_sql(
+                    "ANALYZE FORMAT=JSON " + statement, params).scalar())
+                tables = list(_plan_tables(plan))
+            except sqlalchemy.exc.DBAPIError as error:  # an INSERT of ids now stored
+                tables = [("not analyzed", str(error.orig)[:80])]
+            finally:
+                transaction.rollback()
+            found.append((" ".join(statement.split())[:110], tables))
+    return found
+
+
+def _plan_tables(node):
+    """(table, access, key, r_rows, r_total_time_ms) of every table in a MariaDB plan."""
+    if isinstance(node, dict):
+        if "table_name" in node:
+            yield (node["table_name"], node.get("access_type"), node.get("key"),
+                   node.get("r_rows"), node.get("r_total_time_ms"))
+        for value in node.values():
+            yield from _plan_tables(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _plan_tables(value)
 
 
 def disk_reads(engine):
@@ -147,12 +190,17 @@ def measure(kind, url, options):
                 if reads is not None:
                     results[f"disk reads per write, {label} {name}"] = (
                         (disk_reads(storage.engine) - reads) / options.repeat, 0.0)
-                if label == "large":
+                if label == "large" or kind == "mysql":
                     timer.times.clear()
+                    timer.statements.clear()
                     timer.active = True
                     call()
                     timer.active = False
-                    results[f"statements {name}"] = sorted(timer.times, reverse=True)
+                    if label == "large":
+                        results[f"statements {name}"] = sorted(timer.times, reverse=True)
+                    if kind == "mysql" and options.analyze:
+                        results[f"analyze {label} {name}"] = analyze_statements(
+                            storage.engine, list(timer.statements))
         for sort in (None, "newest", "oldest", "index"):
             query = ItemQuery(limit=100, offset=50_000, sort=sort)
             call = lambda query=query: storage.get_items(LARGE, COLLECTION, query, True)  # noqa: E731
@@ -167,9 +215,16 @@ def measure(kind, url, options):
 
 def report(results):
     for name, value in results.items():
-        if name.startswith("statements"):
+        if name.startswith(("statements", "analyze")):
             continue
         print(f"  {name:<34} p50 {value[0]:8.1f} ms   p99 {value[1]:8.1f} ms", flush=True)
+    for name, value in results.items():
+        if name.startswith("analyze"):
+            print(f"  ANALYZE FORMAT=JSON, {name[8:]} (table, access, key, rows read, ms):")
+            for statement, tables in value:
+                print(f"    {statement}")
+                for table in tables:
+                    print(f"      {table}")
     for name, value in results.items():
         if name.startswith("statements"):
             print(f"  {name} (large user), one write:")
@@ -183,6 +238,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--mysql-url")
     parser.add_argument("--postgresql-url")
+    parser.add_argument("--analyze", action=argparse.BooleanOptionalAction, default=True,
+                        help="MariaDB: ANALYZE FORMAT=JSON every statement of one write of "
+                             "each user (run and rolled back)")
     parser.add_argument("--json", metavar="FILE")
     options = parser.parse_args(argv)
     options.databases = [d for d in options.databases.split(",") if d]
@@ -199,7 +257,8 @@ def main(argv=None):
         with scale_data.scratch_database(kind, urls.get(kind)) as url:
             all_results[kind] = measure(kind, url, options)
     print("\nscenario                         " + "".join(f"{k:>22}" for k in all_results))
-    names = [n for n in next(iter(all_results.values())) if not n.startswith("statements")]
+    names = [n for n in next(iter(all_results.values()))
+             if not n.startswith(("statements", "analyze"))]
     for name in names:
         cells = "".join(f"{r[name][0]:>10.1f}/{r[name][1]:<9.1f}  " for r in all_results.values())
         print(f"{name:<33}{cells}")

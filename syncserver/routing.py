@@ -16,6 +16,7 @@ loosely here and validated by the controllers, which answer a clear 400 or
 """
 
 import collections
+import re
 
 from routes import Mapper
 
@@ -114,12 +115,52 @@ def build_mapper():
     return mapper
 
 
+#: The Sync 1.1 requests every sync makes (info/collections, a collection, an item),
+#: recognised without Routes, which costs more than the rest of a small request's
+#: routing and authentication together. Anything unusual (a ``%``, another shape)
+#: goes to Routes; tests/test_routing.py checks both agree.
+_HOT_PATH = re.compile(r"/(?:1\.1|1\.0|1)/(?P<username>[a-zA-Z0-9._-]+)/"
+                       r"(?:(?P<info>info/collections)|storage/(?P<collection>[^/%]+)"
+                       r"(?:/(?P<item>[^/%]+))?)")
+_HOT_ROUTES = {
+    (route.method, shape): route for route in ROUTES for shape, suffix in (
+        ("info", "/info/collections"), ("collection", "/storage/{collection}"),
+        ("item", "/storage/{collection}/{item}"))
+    if route.path == STORAGE + suffix
+}
+
+
+def _hot_match(method, path):
+    found = _HOT_PATH.fullmatch(path)
+    if found is None:
+        return None
+    username, info, collection, item = found.group("username", "info", "collection", "item")
+    if info is not None:
+        route = _HOT_ROUTES.get((method, "info"))
+        return (route, {"username": username}) if route is not None else None
+    if item is None:
+        route = _HOT_ROUTES.get((method, "collection"))
+        arguments = {"username": username, "collection": collection}
+    else:
+        route = _HOT_ROUTES.get((method, "item"))
+        arguments = {"username": username, "collection": collection, "item": item}
+    return (route, arguments) if route is not None else None
+
+
 def match(mapper, method, path):
     """Return ``(Route, path_arguments)``, or ``(None, allowed_methods)`` when nothing matches.
 
     ``allowed_methods`` lists the methods that would match ``path`` (empty
     for an unknown path, which is a 404; otherwise a 405).
     """
+    hot = _hot_match(method, path)
+    if hot is not None:
+        return hot
+    return match_routes(mapper, method, path)
+
+
+def match_routes(mapper, method, path):
+    """:func:`match` through Routes alone (what the hot path must agree with)."""
     found = mapper.routematch(path, {"REQUEST_METHOD": method})
     if found is not None:
         arguments, mapped = found

@@ -82,3 +82,28 @@ def test_sync15_routes(method, path, action, arguments):
 def test_sync15_wrong_methods_and_uids(method, path, allowed):
     route, found = routing.match(MAPPER, method, path)
     assert route is None and found == allowed
+
+
+_SEGMENTS = ["bob", "a.b_c-9", "bookmarks", "{a b}", "x y", "é", "a+b", "a%2Fb", "%41", "", ".",
+             "..", "info", "collections", "storage", "tabs!*'()", "a;b=c", "~u"]
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "POST", "DELETE", "HEAD"])
+def test_the_hot_path_agrees_with_routes(method):
+    """The Sync 1.1 fast path answers exactly what Routes answers, for odd names too."""
+    paths = []
+    for api in ("1.1", "1.0", "1", "1.5", "2"):
+        for user in ("bob", "b@b", "a.b_c-9"):
+            paths += [f"/{api}/{user}/info/collections", f"/{api}/{user}/info/quota",
+                      f"/{api}/{user}/storage", f"/{api}/{user}/info/collections/x"]
+            for collection in _SEGMENTS:
+                paths.append(f"/{api}/{user}/storage/{collection}")
+                for item in _SEGMENTS:
+                    paths.append(f"/{api}/{user}/storage/{collection}/{item}")
+    hot = 0
+    for path in paths:
+        expected = routing.match_routes(MAPPER, method, path)
+        assert routing.match(MAPPER, method, path) == expected, path
+        hot += routing._hot_match(method, path) is not None
+    if method != "HEAD":
+        assert hot > 50  # the fast path was taken, not only Routes

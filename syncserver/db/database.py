@@ -119,4 +119,4 @@ class Database:
 
     def close(self):
         """Close every pooled connection (the object can still be used: it reconnects)."""
-        self.engine.dispose()
+        engines.dispose(self.engine)

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 
 import sqlalchemy
 from sqlalchemy import event, exc
@@ -164,9 +165,109 @@ def read_connection(engine):
 
     Isolation levels are not switched per checkout: that costs a round trip
     (MySQL) or a driver reconfiguration (SQLite) on every read.
+
+    On SQLite each thread keeps one read connection checked out while the
+    pool has room (a checkout and its return cost more than the read of
+    info/collections itself): reads run in autocommit there, so a kept
+    connection holds no snapshot or lock between requests. A nested read in
+    the same thread, or a connection that went bad, gets an ordinary one.
     """
-    with engine.connect() as connection:
-        yield connection.execution_options(**{_READ_ONLY: True})
+    kept = _kept_connection(engine, _KEPT_READS, {_READ_ONLY: True}) if is_sqlite(engine) else None
+    if kept is None:
+        with engine.connect() as connection:
+            yield connection.execution_options(**{_READ_ONLY: True})
+        return
+    holder, connection = kept
+    holder.busy = True
+    healthy = False
+    try:
+        yield connection
+        # A reader that opened a transaction (a streamed answer's snapshot) leaves
+        # it to the connection's return to the pool: let it go back.
+        healthy = not connection.connection.dbapi_connection.in_transaction
+    finally:
+        holder.busy = False
+        if not healthy:
+            # Whatever went wrong, the next read starts from a fresh connection.
+            holder.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class _KeptConnections(threading.local):
+    """Per thread: ``{engine: holder}`` of kept SQLite connections (one kind)."""
+
+    def __init__(self):
+        self.holders = weakref.WeakKeyDictionary()
+
+
+class _Holder:
+    __slots__ = ("__weakref__", "busy", "connection", "finalizer", "pid")
+
+    def __init__(self):
+        self.busy = False
+        self.connection = None
+        self.finalizer = None
+        self.pid = os.getpid()
+
+
+_KEPT_READS = _KeptConnections()
+_KEPT_WRITES = _KeptConnections()
+#: engine -> every thread's holders for it, so that closing the engine can release them.
+_HOLDERS = weakref.WeakKeyDictionary()
+_HOLDERS_LOCK = threading.Lock()
+
+
+def dispose(engine):
+    """Close every pooled connection of ``engine``, those kept by threads included.
+
+    A kept connection in use right now is left to its thread (it closes it
+    if it fails, or keeps it); it is not shared, so closing it here would
+    pull it from under a running statement.
+    """
+    with _HOLDERS_LOCK:
+        holders = list(_HOLDERS.get(engine, ()))
+    for holder in holders:
+        connection = holder.connection
+        if connection is not None and not holder.busy and holder.pid == os.getpid():
+            holder.connection = None
+            if holder.finalizer is not None:
+                holder.finalizer.detach()
+                holder.finalizer = None
+            with contextlib.suppress(Exception):
+                connection.close()
+    engine.dispose()
+
+
+def _kept_connection(engine, kept, options):
+    """``(holder, connection)`` kept for this thread in ``kept``, or None: use an ordinary one."""
+    holder = kept.holders.get(engine)
+    if holder is None or holder.pid != os.getpid():
+        if holder is not None and holder.finalizer is not None:
+            # Forked after this thread kept a connection: the parent's, not ours to close.
+            holder.finalizer.detach()
+        holder = kept.holders[engine] = _Holder()
+        with _HOLDERS_LOCK:
+            _HOLDERS.setdefault(engine, weakref.WeakSet()).add(holder)
+    if holder.busy:
+        return None
+    connection = holder.connection
+    if connection is None or connection.closed or connection.invalidated:
+        pool = engine.pool
+        if not (hasattr(pool, "checkedout") and hasattr(pool, "size")):
+            return None  # a pool without a size (not the QueuePool this module builds)
+        # Keep one only while at least half the pool stays free for the others.
+        if pool.checkedout() >= max(1, pool.size() // 2):
+            return None
+        connection = engine.connect()
+        if options:
+            connection = connection.execution_options(**options)
+        holder.connection = connection
+        # Returned to the pool when the thread ends or the engine goes away.
+        if holder.finalizer is not None:
+            holder.finalizer.detach()  # the previous connection was closed already
+        holder.finalizer = weakref.finalize(holder, connection.close)
+    return holder, connection
 
 
 @contextlib.contextmanager
@@ -181,8 +282,26 @@ def write_transaction(engine):
         with engine.begin() as connection:
             yield connection
         return
-    with queue, engine.begin() as connection:
-        yield connection
+    # As for reads, each thread keeps one connection for its writes while the pool
+    # has room: checking one out and back costs about a fifth of a PUT.
+    kept = _kept_connection(engine, _KEPT_WRITES, None)
+    if kept is None:
+        with queue, engine.begin() as connection:
+            yield connection
+        return
+    holder, connection = kept
+    holder.busy = True
+    healthy = False
+    try:
+        with queue, connection.begin():
+            yield connection
+        healthy = not connection.connection.dbapi_connection.in_transaction
+    finally:
+        holder.busy = False
+        if not healthy:
+            holder.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 class _SQLiteWriterQueue:

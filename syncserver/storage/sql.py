@@ -38,7 +38,7 @@ import time
 
 from sqlalchemy import exc
 
-from syncserver.db import Database
+from syncserver.db import Database, direct
 from syncserver.db.backed import DatabaseBacked
 from syncserver.errors import ConfigError
 from syncserver.storage import (
@@ -161,16 +161,17 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     def _lock_user(self, connection, user_id, collection_id):
         params = {"userid": user_id, "collection": collection_id or 0}
-        row = connection.execute(self._lock_statement, params).first()
+        row = direct.first(connection, self._lock_statement, params)
         if row is None:  # the user's first write
             connection.execute(self._ensure_user, {"userid": user_id, "last_modified": 0})
-            row = connection.execute(self._lock_statement, params).first()
+            row = direct.first(connection, self._lock_statement, params)
             if row is None:
                 raise ConflictError("the user was deleted while being written to")
         if len(row) == 5:
             collection_ts = row[4]
         elif collection_id is not None:
-            collection_ts = connection.execute(schema.COLLECTION_TIMESTAMP, params).scalar()
+            stamp_row = direct.first(connection, schema.COLLECTION_TIMESTAMP, params)
+            collection_ts = stamp_row[0] if stamp_row is not None else None
         else:
             collection_ts = None
         return UserLock(connection, user_id, collection_id, row[:4], collection_ts)
@@ -270,7 +271,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     def get_collection_timestamps(self, user_id):
         with self._reading() as connection:
-            rows = connection.execute(schema.COLLECTION_TIMESTAMPS, {"userid": user_id}).all()
+            rows = direct.all_rows(connection, schema.COLLECTION_TIMESTAMPS, {"userid": user_id})
             return self._named(connection, rows)
 
     def get_collection_timestamp(self, user_id, collection):
@@ -501,7 +502,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         sql, order = compiled
         if order is not None:
             rows = [tuple(row[name] for name in order) for row in rows]
-        connection.exec_driver_sql(sql, rows)
+        direct.executemany_sql(connection, sql, rows)
 
     @staticmethod
     def _stamp_deletion(lock, deleted, now):

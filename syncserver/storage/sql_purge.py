@@ -10,11 +10,34 @@ commit.
 
 import time
 
+from sqlalchemy import exc
+
+from syncserver.db.errors import is_unavailable
 from syncserver.storage import DELETED_USER_RETENTION_SECONDS, StorageUnavailable
 from syncserver.storage import sql_schema as schema
 
-#: How long one purge transaction should hold its users' locks (seconds).
+#: How long one purge transaction should hold its users' locks (seconds) while
+#: writers are about.
 PURGE_TRANSACTION_SECONDS = 0.01
+#: ... and once nobody has waited for a while (MySQL/PostgreSQL only): longer
+#: transactions mean fewer commits per row. A wait, ours for the locks or a writer's
+#: for ours, brings them back to PURGE_TRANSACTION_SECONDS.
+PURGE_IDLE_TRANSACTION_SECONDS = 0.04
+#: How long no wait must have been seen before transactions grow.
+_QUIET_SECONDS = 2.0
+#: A lock obtained within this many seconds was not waited for.
+_UNCONTENDED_SECONDS = 0.002
+#: Whether some transaction waits for a lock right now (asked before each commit).
+_LOCK_WAITERS = {
+    "postgresql": "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)",
+    # Needs the PROCESS privilege; without it the purge keeps its short transactions.
+    "mysql": "SELECT EXISTS (SELECT 1 FROM information_schema.INNODB_LOCK_WAITS)",
+}
+#: SQLite: after each transaction the purge steps aside for this share of the time it
+#: held the write lock, so that writers queued meanwhile get it before the next one.
+_SQLITE_YIELD_SHARE = 0.15
+#: MySQL/MariaDB: the same, for the server's own background work (see _purge_items).
+_MYSQL_YIELD_SHARE = 0.5
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
 _PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
 #: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
@@ -28,6 +51,8 @@ class SQLPurge:
         #: Rows per purge transaction (adapted), and where the last purge stopped.
         self._purge_rows = _PURGE_ROWS_MIN
         self._purge_floor = None
+        #: Since when (monotonic) no purge transaction has seen a lock wait; None: it just did.
+        self._purge_quiet_since = None
 
     def purge_expired(self, now_seconds, batch_size=1000):
         """Expired items first; with room left in ``batch_size``, expired batches, then tombstones.
@@ -100,8 +125,10 @@ class SQLPurge:
         by_owner = {}
         for _ttl, user_id, collection_id, item_id in keys:
             by_owner.setdefault((user_id, collection_id), []).append(item_id)
+        # In key order: a transaction's deletes then walk the primary key forwards.
         pieces = [(user_id, collection_id, ids[start:start + _PURGE_ROWS_MAX])
-                  for (user_id, collection_id), ids in sorted(by_owner.items())
+                  for (user_id, collection_id), ids in sorted(
+                      (owner, sorted(ids)) for owner, ids in by_owner.items())
                   for start in range(0, len(ids), _PURGE_ROWS_MAX)]
         purged = 0
         while pieces:
@@ -117,6 +144,12 @@ class SQLPurge:
             count, held = self._purge_transaction(transaction, now_seconds)
             purged += count
             self._adapt_purge_rows(rows, held)
+            if self.database.dialect == "sqlite":
+                self._sqlite_after_purge_transaction(held)
+            elif self.database.dialect in ("mysql", "mariadb"):
+                # InnoDB's purge of deleted rows and its log flushes run on the same
+                # CPUs and disk as the server's queries: leave them some room.
+                time.sleep(held * _MYSQL_YIELD_SHARE)
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged, len(keys)
 
@@ -124,17 +157,20 @@ class SQLPurge:
         """Delete ``(user, collection, ids)`` pieces in one transaction; subtract their bytes.
 
         Returns how many rows went and how long the transaction held its
-        locks (from when it had them: waiting for them says nothing of the rate).
+        locks, commit included (from when it had them: waiting for them says
+        nothing of the rate).
         """
         freed = {}
         purged = 0
+        asked = time.monotonic()
         with self.database.writing(StorageUnavailable) as connection:
-            started = time.monotonic()
             if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
                 # A user without a row was deleted meanwhile (with these items)
                 # or loaded without one: no writer holds it, the items can go.
                 connection.execute(schema.LOCK_USERS, {
                     "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
+            started = time.monotonic()
+            waited = started - asked > _UNCONTENDED_SECONDS
             for user_id, collection_id, ids in pieces:
                 params = {"userid": user_id, "collection": collection_id, "ids": ids,
                           "now_seconds": now_seconds}
@@ -152,15 +188,56 @@ class SQLPurge:
             if freed:
                 connection.execute(schema.SUBTRACT_USAGE, [
                     {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
-            held = time.monotonic() - started
+            waited = waited or self._writers_waiting(connection)
+        # The locks are held until the commit is done (MySQL's flushes its log to disk).
+        held = time.monotonic() - started
+        if waited:
+            self._purge_quiet_since = None
+        elif self._purge_quiet_since is None:
+            self._purge_quiet_since = time.monotonic()
         return purged, held
 
+    def _writers_waiting(self, connection):
+        """True when a transaction waits for a lock now (maybe ours); SQLite: not asked."""
+        dialect = self.database.dialect
+        query = _LOCK_WAITERS.get("mysql" if dialect == "mariadb" else dialect)
+        if query is None:
+            return False
+        if dialect == "postgresql":
+            return bool(connection.exec_driver_sql(query).scalar())
+        try:
+            # An error here (no PROCESS privilege) does not end a MySQL transaction.
+            return bool(connection.exec_driver_sql(query).scalar())
+        except exc.DBAPIError as error:
+            if is_unavailable(error):
+                raise
+            return True
+
+    def _sqlite_after_purge_transaction(self, held):
+        """Copy what the purge wrote into the file, then let waiting writers go first.
+
+        A purge fills the WAL fast; left alone, the server's next write past
+        the auto-checkpoint threshold would copy it back (with an fsync)
+        while its client waits. A PASSIVE checkpoint here does that work in
+        the purge's process, without the write lock, beside the writers.
+        Then the purge steps aside: writers of the server wait on the same
+        file lock, and releasing it and taking it again at once would let
+        the purge win every time.
+        """
+        with self._reading() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+        time.sleep(held * _SQLITE_YIELD_SHARE)
+
     def _adapt_purge_rows(self, rows, seconds):
-        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS."""
+        """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS, longer when uncontended."""
         if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
             return  # a short tail says nothing about the rate
         rate = rows / max(seconds, 1e-4)
-        target = int(rate * PURGE_TRANSACTION_SECONDS)
+        # SQLite: every writer of the file waits for the whole transaction.
+        quiet = (self.database.dialect != "sqlite" and self._purge_quiet_since is not None
+                 and time.monotonic() - self._purge_quiet_since >= _QUIET_SECONDS)
+        budget = PURGE_IDLE_TRANSACTION_SECONDS if quiet else PURGE_TRANSACTION_SECONDS
+        target = int(rate * budget)
         self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
                                                     self._purge_rows * 2))
 

@@ -17,6 +17,7 @@ both go through :func:`write_items`, so the two apply items the same way:
 
 import time
 
+from syncserver.db import direct
 from syncserver.storage import NEVER_EXPIRES, PreconditionFailed
 from syncserver.storage import sql_schema as schema
 
@@ -58,7 +59,7 @@ class UserLock:
                 self.connection.execute(schema.INSERT_COLLECTION_STAMP, {
                     "userid": self.user_id, "collection": self.collection_id, "modified": stamp})
             else:
-                self.connection.execute(schema.UPDATE_COLLECTION_STAMP, {
+                direct.execute(self.connection, schema.UPDATE_COLLECTION_STAMP, {
                     "k_userid": self.user_id, "k_collection": self.collection_id,
                     "v_modified": stamp})
             self.collection_ts = stamp
@@ -78,7 +79,7 @@ class UserLock:
     def save(self):
         """Write the user's new last stamp and usage (one UPDATE), if they changed."""
         if self.changed:
-            self.connection.execute(schema.UPDATE_USER_ROW, {
+            direct.execute(self.connection, schema.UPDATE_USER_ROW, {
                 "k_userid": self.user_id, "v_last_modified": self.last_modified,
                 "v_usage_delta": self.usage_delta})
             self.changed = False
@@ -128,7 +129,7 @@ def write_items(lock, writes, stamp, rules, executemany, if_item_unmodified_sinc
     owner = {"userid": lock.user_id, "collection": lock.collection_id}
     if len(writes) == 1:
         (only_id,) = writes
-        rows = connection.execute(schema.EXISTING_ITEM, {**owner, "id": only_id}).all()
+        rows = direct.all_rows(connection, schema.EXISTING_ITEM, {**owner, "id": only_id})
     else:
         rows = connection.execute(schema.EXISTING_ITEMS, {**owner, "ids": list(writes)}).all()
     # Expired rows are absent, whatever they held.

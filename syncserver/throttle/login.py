@@ -54,6 +54,8 @@ RESET_MAIL_SPACING, RESET_MAIL_HOURLY = "reset-mail-spacing", "reset-mail-hourly
 _REASONS = {PAIR: "account and address", ADDRESS: "address", ACCOUNT: "account"}
 _SCOPES = {reason: scope for scope, reason in _REASONS.items()}
 
+#: Addresses whose exemption is remembered per process (the memory is emptied when full).
+MAX_EXEMPT_CACHE = 4096
 #: A trusted pair is rewritten at most this often per process (its lifetime is much longer).
 TRUST_REFRESH_SECONDS = 3600
 
@@ -70,6 +72,8 @@ class LoginThrottle:
         self.trusted_seconds = trusted_seconds
         #: Networks whose addresses are never locked out as a whole (see :meth:`_exempt`).
         self.address_exempt = tuple(address_exempt)
+        #: address -> exempt? (parsing an address costs more than the rest of a check).
+        self._exempt_cache = {}
 
     def _exempt(self, address):
         """True for an address the per-address counter leaves alone.
@@ -81,11 +85,19 @@ class LoginThrottle:
         """
         if not self.address_exempt:
             return False
+        known = self._exempt_cache.get(address)
+        if known is not None:
+            return known
         try:
             parsed = ipaddress.ip_address(address)
         except ValueError:
-            return False
-        return any(parsed in network for network in self.address_exempt)
+            exempt = False
+        else:
+            exempt = any(parsed in network for network in self.address_exempt)
+        if len(self._exempt_cache) >= MAX_EXEMPT_CACHE:
+            self._exempt_cache.clear()
+        self._exempt_cache[address] = exempt
+        return exempt
 
     @classmethod
     def from_settings(cls, settings, databases=None):

@@ -1,0 +1,140 @@
+"""The database layer's fast paths: kept SQLite read connections, statements on the cursor."""
+
+import os
+import sqlite3
+import threading
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, exc, select
+
+from syncserver.db import direct, engines
+
+metadata = MetaData()
+things = Table("things", metadata, Column("id", Integer, primary_key=True),
+               Column("name", String(20), nullable=False))
+BY_ID = select(things.c.name).where(things.c.id == bindparam("id"))
+INSERT = things.insert().values(id=bindparam("id"), name=bindparam("name"))
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = engines.create_engine(f"sqlite:///{tmp_path / 'fast.db'}")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_a_kept_read_connection_sees_every_commit(engine):
+    with engines.read_connection(engine) as first:
+        assert direct.first(first, BY_ID, {"id": 1}) is None
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 1, "name": "one"})
+    with engines.read_connection(engine) as again:
+        assert again is first  # kept for this thread
+        assert direct.first(again, BY_ID, {"id": 1}) == ("one",)
+
+
+def test_a_reader_left_in_a_transaction_does_not_pass_it_on(engine):
+    with engines.read_connection(engine) as connection:
+        connection.exec_driver_sql("BEGIN")  # as a streamed answer's snapshot does
+        kept = connection
+    with engines.read_connection(engine) as connection:
+        assert connection is not kept
+        assert not connection.connection.dbapi_connection.in_transaction
+    assert engine.pool.checkedout() == 1  # the new kept one; the other went back
+
+
+def test_nested_reads_and_other_threads_get_their_own_connections(engine):
+    seen = []
+    with engines.read_connection(engine) as outer, engines.read_connection(engine) as inner:
+        assert inner is not outer
+
+    def other():
+        with engines.read_connection(engine) as connection:
+            seen.append(connection)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not outer
+
+
+def test_driver_errors_come_as_sqlalchemys_and_the_transaction_rolls_back(engine):
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 7, "name": "seven"})
+    with pytest.raises(exc.IntegrityError):
+        with engines.write_transaction(engine) as connection:
+            direct.execute(connection, INSERT, {"id": 8, "name": "eight"})
+            direct.execute(connection, INSERT, {"id": 7, "name": "again"})
+    with engines.read_connection(engine) as connection:
+        assert direct.all_rows(connection, select(things.c.id).order_by(things.c.id), {}) == [
+            (7,)]
+
+
+def test_listened_statements_go_through_sqlalchemy(engine):
+    statements = []
+    sqlalchemy.event.listen(engine, "before_cursor_execute",
+                            lambda _c, _cur, statement, *_rest: statements.append(statement))
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 3, "name": "three"})
+        assert direct.first(connection, BY_ID, {"id": 3}) == ("three",)
+    assert len([s for s in statements if s.startswith(("INSERT", "SELECT"))]) == 2
+
+
+def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
+    with engines.write_transaction(engine) as first:
+        direct.execute(first, INSERT, {"id": 1, "name": "one"})
+    with engines.write_transaction(engine) as second:
+        assert second is first  # kept for this thread
+        assert second.connection.dbapi_connection.in_transaction  # BEGIN IMMEDIATE ran
+        direct.execute(second, INSERT, {"id": 2, "name": "two"})
+    with pytest.raises(exc.IntegrityError):
+        with engines.write_transaction(engine) as third:
+            direct.execute(third, INSERT, {"id": 3, "name": "three"})
+            direct.execute(third, INSERT, {"id": 1, "name": "again"})
+    with engines.write_transaction(engine) as fourth:
+        assert fourth is not first
+        direct.execute(fourth, INSERT, {"id": 4, "name": "four"})
+    # Another connection sees exactly the committed rows.
+    plain = sqlite3.connect(engine.url.database)
+    try:
+        assert plain.execute("SELECT id FROM things ORDER BY id").fetchall() == [(1,), (2,), (4,)]
+        plain.execute("BEGIN IMMEDIATE")  # no transaction of ours holds the write lock
+        plain.rollback()
+    finally:
+        plain.close()
+
+
+def test_a_forked_process_does_not_use_its_parents_kept_connection(engine):
+    with engines.read_connection(engine) as parents:
+        pass
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it was given the parent's connection
+        try:
+            with engines.read_connection(engine) as childs:
+                same = childs is parents
+                childs.exec_driver_sql("SELECT 1").scalar()
+            os.write(writer, b"same" if same else b"own")
+        finally:
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 10)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert answer == b"own"
+    with engines.read_connection(engine) as again:
+        assert again is parents
+
+
+def test_closing_the_database_releases_kept_connections(engine):
+    with engines.read_connection(engine) as reads:
+        pass
+    with engines.write_transaction(engine) as writes:
+        direct.execute(writes, INSERT, {"id": 9, "name": "nine"})
+    assert engine.pool.checkedout() == 2  # one kept for reads, one for writes
+    engines.dispose(engine)
+    assert reads.closed and writes.closed
+    with engines.read_connection(engine) as connection:  # still usable: it reconnects
+        assert direct.first(connection, BY_ID, {"id": 9}) == ("nine",)
