@@ -63,6 +63,7 @@ def reset_server(tmp_path_factory, _smtp_server):
 
 
 def submit(browser, fields, button="button[type=submit]"):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -75,9 +76,16 @@ def submit(browser, fields, button="button[type=submit]"):
         else:
             element.clear()
             element.send_keys(value)
-    old_page = browser.find_element(By.TAG_NAME, "html")
+    # A mark on this document's window: the next document has none. (Waiting for the
+    # old <html> element to go stale races with newer ChromeDrivers, which may answer
+    # "Node with given id does not belong to the document" instead of "stale".)
+    browser.execute_script("window.syncserverOldPage = true;")
     browser.find_element(By.CSS_SELECTOR, button).click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old_page))
+    # A script sent while the page changes may fail: ask again.
+    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda driver: not driver.execute_script("return window.syncserverOldPage === true;"))
+    WebDriverWait(browser, 20).until(
+        expected_conditions.presence_of_element_located((By.TAG_NAME, "main")))
     return browser.find_element(By.TAG_NAME, "main").text
 
 
