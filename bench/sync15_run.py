@@ -475,6 +475,7 @@ def main(argv=None):
             server.stop()
         run.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+    run.MIN_FLOOR_RATIO = 0.5  # this benchmark's target (bench/run.py's is 0.6)
     run.print_table(results, [name for name in options.names if name in results])
     batch = {name: result.get("batch") for name, result in results.items()}
     if any(batch.values()):

@@ -343,6 +343,7 @@ def main(argv=None):
         run.stop_all()
         fxa.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    run.MIN_FLOOR_RATIO = 0.5  # this benchmark's target (bench/run.py's is 0.6)
     run.print_table(results, [name for name in options.names if name in results])
     print("\nnew accounts created while measuring (first sign-ins): " + ", ".join(
         f"{name} {count}" for name, count in created.items())
