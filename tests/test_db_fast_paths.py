@@ -86,7 +86,7 @@ def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
     with engines.write_transaction(engine) as first:
         direct.execute(first, INSERT, {"id": 1, "name": "one"})
     with engines.write_transaction(engine) as second:
-        assert second is first  # kept for this thread
+        assert second is first  # kept for the process's writers
         assert second.connection.dbapi_connection.in_transaction  # BEGIN IMMEDIATE ran
         direct.execute(second, INSERT, {"id": 2, "name": "two"})
     with pytest.raises(exc.IntegrityError):
@@ -104,6 +104,53 @@ def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
         plain.rollback()
     finally:
         plain.close()
+
+
+def test_threads_take_turns_on_one_kept_write_connection(engine):
+    """Writers queue anyway: one kept connection serves every thread, one at a time."""
+    used, inside, overlaps = [], [], []
+    guard = threading.Lock()
+
+    def writer(number):
+        for round_ in range(20):
+            with engines.write_transaction(engine) as connection:
+                with guard:
+                    overlaps.append(len(inside))
+                    inside.append(number)
+                used.append(connection)
+                direct.execute(connection, INSERT, {"id": number * 100 + round_,
+                                                    "name": f"{number}-{round_}"})
+                with guard:
+                    inside.remove(number)
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(overlaps) == {0}  # never two writers inside at once
+    assert len({id(connection) for connection in used}) == 1
+    with engines.read_connection(engine) as connection:
+        assert connection.execute(sqlalchemy.text("SELECT count(*) FROM things")).scalar() == 160
+
+
+def test_each_of_a_threaded_servers_threads_keeps_its_read_connection(engine):
+    """Eight threads (waitress's default here) each keep one with the default pool of 10."""
+    kept, ready = {}, threading.Barrier(8)
+
+    def reader(number):
+        with engines.read_connection(engine) as connection:
+            first = connection
+        ready.wait()  # all eight hold theirs now
+        with engines.read_connection(engine) as connection:
+            kept[number] = connection is first
+
+    threads = [threading.Thread(target=reader, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert kept == dict.fromkeys(range(8), True)
 
 
 def test_a_forked_process_does_not_use_its_parents_kept_connection(engine):

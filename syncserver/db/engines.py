@@ -201,6 +201,18 @@ class _KeptConnections(threading.local):
         self.holders = weakref.WeakKeyDictionary()
 
 
+class _SharedConnections:
+    """Per process: ``{engine: holder}``, for connections used under a lock (the writers').
+
+    Writers to a SQLite file take turns (:class:`_SQLiteWriterQueue`), so one
+    kept connection serves them all; one per thread would take a pooled
+    connection from each of a threaded server's threads for nothing.
+    """
+
+    def __init__(self):
+        self.holders = weakref.WeakKeyDictionary()
+
+
 class _Holder:
     __slots__ = ("__weakref__", "busy", "connection", "finalizer", "pid")
 
@@ -212,7 +224,8 @@ class _Holder:
 
 
 _KEPT_READS = _KeptConnections()
-_KEPT_WRITES = _KeptConnections()
+#: Only ever used while holding the file's writer queue, whose thread lock serialises it.
+_KEPT_WRITES = _SharedConnections()
 #: engine -> every thread's holders for it, so that closing the engine can release them.
 _HOLDERS = weakref.WeakKeyDictionary()
 _HOLDERS_LOCK = threading.Lock()
@@ -256,8 +269,9 @@ def _kept_connection(engine, kept, options):
         pool = engine.pool
         if not (hasattr(pool, "checkedout") and hasattr(pool, "size")):
             return None  # a pool without a size (not the QueuePool this module builds)
-        # Keep one only while at least half the pool stays free for the others.
-        if pool.checkedout() >= max(1, pool.size() // 2):
+        # Keep one only while the pool's base size has room: its overflow (as
+        # large again, see _create_sqlite_engine) stays free for the others.
+        if pool.checkedout() >= max(1, pool.size()):
             return None
         connection = engine.connect()
         if options:
@@ -282,26 +296,29 @@ def write_transaction(engine):
         with engine.begin() as connection:
             yield connection
         return
-    # As for reads, each thread keeps one connection for its writes while the pool
-    # has room: checking one out and back costs about a fifth of a PUT.
-    kept = _kept_connection(engine, _KEPT_WRITES, None)
-    if kept is None:
-        with queue, engine.begin() as connection:
-            yield connection
-        return
-    holder, connection = kept
-    holder.busy = True
-    healthy = False
-    try:
-        with queue, connection.begin():
-            yield connection
-        healthy = not connection.connection.dbapi_connection.in_transaction
-    finally:
-        holder.busy = False
-        if not healthy:
-            holder.connection = None
-            with contextlib.suppress(Exception):
-                connection.close()
+    with queue:
+        # The process keeps one connection for its writes while the pool has
+        # room (checking one out and back costs about a fifth of a PUT); the
+        # queue lets one thread at a time use it. A nested write in the same
+        # thread finds it busy and gets an ordinary one.
+        kept = _kept_connection(engine, _KEPT_WRITES, None)
+        if kept is None:
+            with engine.begin() as connection:
+                yield connection
+            return
+        holder, connection = kept
+        holder.busy = True
+        healthy = False
+        try:
+            with connection.begin():
+                yield connection
+            healthy = not connection.connection.dbapi_connection.in_transaction
+        finally:
+            holder.busy = False
+            if not healthy:
+                holder.connection = None
+                with contextlib.suppress(Exception):
+                    connection.close()
 
 
 class _SQLiteWriterQueue:
