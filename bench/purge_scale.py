@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/purge_scale.py [--databases sqlite,mysql,postgresql]
         [--datasets one-user,many-users] [--baseline 20] [--max-purge 600]
-        [--mysql-url URL] [--postgresql-url URL] [--json FILE]
+        [--mysql-url URL] [--postgresql-url URL] [--purge-options "--nice 0"]
+        [--json FILE]
 
 For each database and each data set, in a fresh database:
 
@@ -71,10 +72,11 @@ def sqlite_file_size(url):
                if os.path.exists(path + suffix))
 
 
-def run_purge(server, limit):
+def run_purge(server, limit, extra=()):
     """Run the admin command; returns (summary dict, seconds, finished)."""
     command = [sys.executable, "-m", "syncserver.admin", "-c", server.ini, "purge-expired",
                "--json"]
+    command += list(extra)
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=server.workdir, start_new_session=True)
@@ -118,7 +120,8 @@ def measure(kind, dataset, url, options, workdir):
         clients.phase = "baseline"
         time.sleep(options.baseline)
         clients.phase = "purge"
-        summary, purge_seconds, finished = run_purge(server, options.max_purge)
+        summary, purge_seconds, finished = run_purge(server, options.max_purge,
+                                                       options.purge_options.split())
         clients.phase = None
         clients.stop()
         left = scale_data.count_expired(url, now)
@@ -174,6 +177,8 @@ def parse_args(argv=None):
     parser.add_argument("--records", type=int, default=1_000_000,
                         help="records of the one-user data set, half expired (10^6; 10^5 to "
                              "iterate quickly)")
+    parser.add_argument("--purge-options", default="", metavar="'--nice 0 ...'",
+                        help="more options for purge-expired (e.g. its priority: --nice 0)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     options = parser.parse_args(argv)
     options.databases = [d for d in options.databases.split(",") if d]

@@ -19,6 +19,9 @@ from syncserver.storage import sql_schema as schema
 #: How long one purge transaction should hold its users' locks (seconds) while
 #: writers are about.
 PURGE_TRANSACTION_SECONDS = 0.01
+#: SQLite: every writer of the file, whichever its user, waits for the whole
+#: transaction, so it stays shorter.
+SQLITE_PURGE_TRANSACTION_SECONDS = 0.005
 #: ... and once nobody has waited for a while (MySQL/PostgreSQL only): longer
 #: transactions mean fewer commits per row. A wait, ours for the locks or a writer's
 #: for ours, brings them back to PURGE_TRANSACTION_SECONDS.
@@ -36,8 +39,9 @@ _LOCK_WAITERS = {
 #: SQLite: after each transaction the purge steps aside for this share of the time it
 #: held the write lock, so that writers queued meanwhile get it before the next one.
 _SQLITE_YIELD_SHARE = 0.15
-#: MySQL/MariaDB: the same, for the server's own background work (see _purge_items).
-_MYSQL_YIELD_SHARE = 0.5
+#: MySQL/MariaDB and PostgreSQL: the same, for the database server's own work (see
+#: _purge_items).
+_SERVER_YIELD_SHARE = 0.5
 #: Bounds of the rows deleted per purge transaction (it starts at the lower one).
 _PURGE_ROWS_MIN, _PURGE_ROWS_MAX = 50, 5000
 #: Free pages a SQLite file gives back per short write transaction (4 KiB pages: 8 MiB).
@@ -146,10 +150,12 @@ class SQLPurge:
             self._adapt_purge_rows(rows, held)
             if self.database.dialect == "sqlite":
                 self._sqlite_after_purge_transaction(held)
-            elif self.database.dialect in ("mysql", "mariadb"):
-                # InnoDB's purge of deleted rows and its log flushes run on the same
-                # CPUs and disk as the server's queries: leave them some room.
-                time.sleep(held * _MYSQL_YIELD_SHARE)
+            else:
+                # The database server deletes at its own priority (``purge-expired
+                # --nice`` only lowers ours), and InnoDB's purge of deleted rows and
+                # its log flushes, PostgreSQL's WAL writes, share the CPUs and disk
+                # with the server's queries: leave them some room.
+                time.sleep(held * _SERVER_YIELD_SHARE)
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged, len(keys)
 
@@ -230,13 +236,15 @@ class SQLPurge:
 
     def _adapt_purge_rows(self, rows, seconds):
         """Aim the next purge transaction at PURGE_TRANSACTION_SECONDS, longer when uncontended."""
-        if rows < self._purge_rows and seconds < PURGE_TRANSACTION_SECONDS:
+        sqlite = self.database.dialect == "sqlite"
+        # SQLite: every writer of the file waits for the whole transaction.
+        budget = SQLITE_PURGE_TRANSACTION_SECONDS if sqlite else PURGE_TRANSACTION_SECONDS
+        if rows < self._purge_rows and seconds < budget:
             return  # a short tail says nothing about the rate
         rate = rows / max(seconds, 1e-4)
-        # SQLite: every writer of the file waits for the whole transaction.
-        quiet = (self.database.dialect != "sqlite" and self._purge_quiet_since is not None
-                 and time.monotonic() - self._purge_quiet_since >= _QUIET_SECONDS)
-        budget = PURGE_IDLE_TRANSACTION_SECONDS if quiet else PURGE_TRANSACTION_SECONDS
+        if (not sqlite and self._purge_quiet_since is not None
+                and time.monotonic() - self._purge_quiet_since >= _QUIET_SECONDS):
+            budget = PURGE_IDLE_TRANSACTION_SECONDS
         target = int(rate * budget)
         self._purge_rows = max(_PURGE_ROWS_MIN, min(_PURGE_ROWS_MAX, target,
                                                     self._purge_rows * 2))

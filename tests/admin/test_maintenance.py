@@ -1,6 +1,9 @@
 """``purge-expired``, ``stats``, ``check`` and ``db`` on real databases, and the error paths."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import sqlalchemy
@@ -61,6 +64,30 @@ def test_purge_in_batches_while_a_reader_works(admin_ini, backends):
 
     again = run_admin(admin_ini, "purge-expired")
     assert again.code == 0 and "Purged 0 expired items in 0 batches" in again.out
+
+
+def test_purge_lowers_its_cpu_priority(tmp_path):
+    """By default the purge runs at niceness 10 at least, so the server's requests go first."""
+    ini = write_ini(tmp_path / "admin.ini", f"sqlite:///{tmp_path / 'nice.db'}")
+    assert run_admin(ini, "db", "upgrade").code == 0
+    script = ("import os, sys\n"
+              "from syncserver.admin.cli import main\n"
+              "code = main(sys.argv[1:])\n"
+              "print('niceness', os.nice(0))\n"
+              "sys.exit(code)\n")
+
+    def niceness_after(*options):
+        done = subprocess.run([sys.executable, "-c", script, "-c", str(ini), "purge-expired",
+                               *options], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.rsplit("niceness", 1)[1])
+
+    started_at = os.nice(0)
+    assert niceness_after() == max(started_at, 10)
+    assert niceness_after("--nice", "15") == max(started_at, 15)
+    assert niceness_after("--nice", "0") == started_at
+    bad = run_admin(ini, "purge-expired", "--nice", "20")
+    assert bad.code == 2 and "from 0 to 19" in bad.err
 
 
 def test_purge_counts_in_words(admin_ini, backends):
