@@ -20,10 +20,21 @@ development.ini port=5001``) win over the ini's: PasteDeploy then drops the
 ini's own value of that name from the section and hands the command line's
 over in ``global_conf`` only, so without this factory waitress would fall
 back to its default port, 8080.
+
+And it lets waitress's "Task queue depth is N" warning through once per
+``queue_warning_seconds`` (an option of the section, default 10; 0 lets
+every one through), with how many it held back. waitress logs one for every
+request that finds all its threads busy, from its only I/O thread and
+while holding the lock its threads take work under: during a sync burst
+that was a line per request on the console, and about a tenth of the
+server's time.
 """
 
 import errno
+import logging
 import socket
+import threading
+import time
 
 #: errno -> what it means for a server that wants to listen.
 _LISTEN_PROBLEMS = {
@@ -33,8 +44,17 @@ _LISTEN_PROBLEMS = {
 }
 
 
+#: Default of ``queue_warning_seconds``.
+QUEUE_WARNING_SECONDS = 10.0
+
+
 def waitress_server(global_conf, **options):
     """``paste.server_factory``: check the listening address now; return the runner."""
+    try:
+        queue_warning_seconds = float(options.pop("queue_warning_seconds", QUEUE_WARNING_SECONDS))
+    except ValueError:
+        raise SystemExit("syncserver: [server:main] is not usable: queue_warning_seconds must "
+                         "be a number of seconds") from None
     if "listen" not in options:
         for name in ("host", "port"):
             if name not in options and global_conf.get(name):
@@ -46,6 +66,9 @@ def waitress_server(global_conf, **options):
     def serve(app):
         import waitress
 
+        if queue_warning_seconds > 0:
+            logging.getLogger("waitress.queue").addFilter(
+                OncePerInterval(queue_warning_seconds))
         waitress.serve(app, **options)
 
     return serve
@@ -82,3 +105,27 @@ def _sentence(family, address, error, ini):
     hint = (f"; choose another port: paster serve {ini} port=NUMBER"
             if ini and error.errno == errno.EADDRINUSE else "")
     return f"syncserver: cannot listen on {shown}: {problem}{hint}"
+
+
+class OncePerInterval(logging.Filter):
+    """Passes one record per ``seconds``; the next one passed says how many were held back."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        super().__init__()
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = None
+        self._held = 0
+
+    def filter(self, record):
+        now = self._clock()
+        with self._lock:
+            if self._next is not None and now < self._next:
+                self._held += 1
+                return False
+            held, self._held = self._held, 0
+            self._next = now + self.seconds
+        if held:
+            record.msg = f"{record.msg} ({held} more since the last one logged)"
+        return True

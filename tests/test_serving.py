@@ -54,3 +54,8 @@ def test_waitress_leaves_forwarded_headers_to_the_application(monkeypatch):
     waitress_server({}, host="127.0.0.1", port="0", trusted_proxy="10.0.0.1",
                     trusted_proxy_headers="x-forwarded-proto")("app")
     assert "clear_untrusted_proxy_headers" not in served
+
+
+def test_a_bad_queue_warning_interval_is_one_sentence():
+    with pytest.raises(SystemExit, match="queue_warning_seconds must be a number"):
+        waitress_server({}, host="127.0.0.1", port="0", queue_warning_seconds="often")
