@@ -185,3 +185,21 @@ def test_closing_the_database_releases_kept_connections(engine):
     assert reads.closed and writes.closed
     with engines.read_connection(engine) as connection:  # still usable: it reconnects
         assert direct.first(connection, BY_ID, {"id": 9}) == ("nine",)
+
+
+BY_IDS = select(things.c.id, things.c.name).where(
+    things.c.id.in_(bindparam("ids", expanding=True))).order_by(things.c.id)
+
+
+def test_one_expanding_parameter_is_expanded_on_the_cursor(engine):
+    with engines.write_transaction(engine) as connection:
+        for number in range(1, 8):
+            direct.execute(connection, INSERT, {"id": number, "name": f"n{number}"})
+    with engines.read_connection(engine) as connection:
+        for ids in ([3], [1, 5, 7], [2, 4, 99], list(range(1, 8))):
+            assert direct.all_rows(connection, BY_IDS, {"ids": ids}) == [
+                tuple(row) for row in connection.execute(BY_IDS, {"ids": ids}).all()]
+            assert (BY_IDS, "sqlite", len(ids)) in direct._EXPANDED  # it did not go to SQLAlchemy
+        # An empty list is SQLAlchemy's to render (no "IN ()").
+        assert list(direct.all_rows(connection, BY_IDS, {"ids": []})) == []
+        assert (BY_IDS, "sqlite", 0) not in direct._EXPANDED

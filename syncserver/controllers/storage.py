@@ -164,12 +164,11 @@ class StorageController:
         items, success, failed = [], [], {}
         total_bytes = 0
         for index, obj in enumerate(objects):
-            item_id = item_id_of(obj)
-            key = item_id if item_id is not None else ""
             try:
                 wbo = parse_wbo(obj, self.settings.max_payload_bytes)
             except InvalidWBO as error:
-                failed[key] = [error.reason]
+                item_id = item_id_of(obj)
+                failed[item_id if item_id is not None else ""] = [error.reason]
                 continue
             if index >= self.settings.batch_max_count:
                 failed[wbo.id] = ["retry wbo"]

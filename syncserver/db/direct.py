@@ -10,8 +10,12 @@ transaction's connection, as :meth:`Connection.exec_driver_sql` would but
 without its machinery.
 
 Only statements that need nothing from SQLAlchemy at run time take this
-path: no expanding (``IN``) or post-compile parameters, no bind or result
-processors (plain integers and strings on every supported driver).
+path: no post-compile parameters, no bind or result processors (plain
+integers and strings on every supported driver). One expanding parameter
+(``id IN :ids``, a POST's read of the items it rewrites) is expanded here
+on drivers with positional placeholders (SQLite, MySQL), as many ``?`` or
+``%s`` as values, the SQL kept per count; an empty list, and PostgreSQL's
+typed placeholders, go to SQLAlchemy.
 Anything else, and any connection with cursor event listeners (tests count
 statements that way), goes through ``Connection.execute`` unchanged, with
 the same results.
@@ -26,9 +30,13 @@ import contextlib
 
 from sqlalchemy import exc
 
-#: (statement, dialect name) -> (sql, parameter names or None for named, defaults) or None
-#: when the statement must go through SQLAlchemy.
+#: (statement, dialect name) -> (sql, parameter names or None for named, defaults, the
+#: expanding parameter's name or None) or None when the statement must go through SQLAlchemy.
 _COMPILED = {}
+#: (statement, dialect name, count) -> (sql, parameter names) with the expanding one expanded.
+_EXPANDED = {}
+#: Placeholder of one value, for the positional paramstyles whose expansion is done here.
+_PLACEHOLDERS = {"qmark": "?", "format": "%s"}
 
 
 def _compile(statement, dialect):
@@ -38,7 +46,13 @@ def _compile(statement, dialect):
     except KeyError:
         pass
     compiled = statement.compile(dialect=dialect)
-    plain = (not compiled.post_compile_params and not compiled.literal_execute_params
+    post_compile = list(compiled.post_compile_params)
+    expanding = None
+    if (len(post_compile) == 1 and post_compile[0].expanding and compiled.positional
+            and dialect.paramstyle in _PLACEHOLDERS):
+        expanding = compiled.bind_names[post_compile[0]]
+        post_compile = []
+    plain = (not post_compile and not compiled.literal_execute_params
              and not any(_processes(bind.type, dialect, "bind") for bind in compiled.bind_names)
              and not any(_processes(column.type, dialect, "result")
                          for column in getattr(compiled.statement, "selected_columns", ())))
@@ -47,9 +61,24 @@ def _compile(statement, dialect):
         defaults = {name: bind.effective_value for bind, name in compiled.bind_names.items()
                     if not bind.required}
         order = tuple(compiled.positiontup) if compiled.positional else None
-        entry = (compiled.string, order, defaults)
+        entry = (compiled.string, order, defaults, expanding)
     _COMPILED[key] = entry
     return entry
+
+
+def _expand(statement, dialect, entry, count):
+    """``(sql, order)`` of ``entry`` with its expanding parameter as ``count`` placeholders."""
+    key = (statement, dialect.name, count)
+    try:
+        return _EXPANDED[key]
+    except KeyError:
+        pass
+    sql, order, _defaults, name = entry
+    marks = ", ".join([_PLACEHOLDERS[dialect.paramstyle]] * count)
+    expanded = (sql.replace(f"__[POSTCOMPILE_{name}]", marks), order)
+    if len(_EXPANDED) < 4096:  # counts are bounded by the batch limits; stay bounded anyway
+        _EXPANDED[key] = expanded
+    return expanded
 
 
 def _processes(type_, dialect, kind):
@@ -76,16 +105,26 @@ def _listened(connection):
 def _run(connection, statement, params, fetch):
     entry = _compile(statement, connection.dialect)
     if entry is None or _listened(connection):
-        result = connection.execute(statement, params)
-        if fetch == "one":
-            return result.first()
-        if fetch == "all":
-            return result.all()
-        return result.rowcount
-    sql, order, defaults = entry
+        return _through_sqlalchemy(connection, statement, params, fetch)
+    sql, order, defaults, expanding = entry
     if defaults:
         params = {**defaults, **params}
-    bound = tuple(params[name] for name in order) if order is not None else params
+    if expanding is not None:
+        values = params[expanding]
+        if not values:  # SQLAlchemy renders an empty IN its own way
+            return _through_sqlalchemy(connection, statement, params, fetch)
+        sql, order = _expand(statement, connection.dialect, entry, len(values))
+        bound = []
+        for name in order:
+            if name == expanding:
+                bound.extend(values)
+            else:
+                bound.append(params[name])
+        bound = tuple(bound)
+    elif order is not None:
+        bound = tuple(params[name] for name in order)
+    else:
+        bound = params
     dbapi_connection = connection.connection.dbapi_connection
     cursor = dbapi_connection.cursor()
     try:
@@ -100,6 +139,15 @@ def _run(connection, statement, params, fetch):
         raise _wrapped(connection, dbapi_connection, cursor, sql, bound, error) from error
     finally:
         _close(cursor)
+
+
+def _through_sqlalchemy(connection, statement, params, fetch):
+    result = connection.execute(statement, params)
+    if fetch == "one":
+        return result.first()
+    if fetch == "all":
+        return result.all()
+    return result.rowcount
 
 
 def _close(cursor):

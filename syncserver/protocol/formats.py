@@ -122,7 +122,9 @@ def dumps(value):
         return "{" + ", ".join(f"{_encode_string(str(key))}: {dumps(item)}"
                                for key, item in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(dumps(item) for item in value) + "]"
+        # Lists of ids (a POST's "success") are the common case: strings straight through.
+        return "[" + ", ".join([_encode_string(item) if type(item) is str else dumps(item)
+                                for item in value]) + "]"
     return json.dumps(value)
 
 

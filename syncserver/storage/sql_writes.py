@@ -131,7 +131,7 @@ def write_items(lock, writes, stamp, rules, executemany, if_item_unmodified_sinc
         (only_id,) = writes
         rows = direct.all_rows(connection, schema.EXISTING_ITEM, {**owner, "id": only_id})
     else:
-        rows = connection.execute(schema.EXISTING_ITEMS, {**owner, "ids": list(writes)}).all()
+        rows = direct.all_rows(connection, schema.EXISTING_ITEMS, {**owner, "ids": list(writes)})
     # Expired rows are absent, whatever they held.
     stored = {item_id: (modified, size) for item_id, modified, ttl, size in rows
               if ttl > now_seconds}
