@@ -177,18 +177,30 @@ def read_connection(engine):
         with engine.connect() as connection:
             yield connection.execution_options(**{_READ_ONLY: True})
         return
-    holder, connection = kept
+    with _lent(*kept) as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def _lent(holder, connection, transaction=False):
+    """Use a kept connection (in a transaction of its own when asked); give up a bad one.
+
+    A connection that failed, or that its user left in a transaction (a
+    streamed answer's snapshot, which its return to the pool ends), is not
+    kept: the next user starts from a fresh one.
+    """
     holder.busy = True
     healthy = False
     try:
-        yield connection
-        # A reader that opened a transaction (a streamed answer's snapshot) leaves
-        # it to the connection's return to the pool: let it go back.
+        if transaction:
+            with connection.begin():
+                yield connection
+        else:
+            yield connection
         healthy = not connection.connection.dbapi_connection.in_transaction
     finally:
         holder.busy = False
         if not healthy:
-            # Whatever went wrong, the next read starts from a fresh connection.
             holder.connection = None
             with contextlib.suppress(Exception):
                 connection.close()
@@ -306,19 +318,8 @@ def write_transaction(engine):
             with engine.begin() as connection:
                 yield connection
             return
-        holder, connection = kept
-        holder.busy = True
-        healthy = False
-        try:
-            with connection.begin():
-                yield connection
-            healthy = not connection.connection.dbapi_connection.in_transaction
-        finally:
-            holder.busy = False
-            if not healthy:
-                holder.connection = None
-                with contextlib.suppress(Exception):
-                    connection.close()
+        with _lent(*kept, transaction=True) as connection:
+            yield connection
 
 
 class _SQLiteWriterQueue:
