@@ -21,7 +21,7 @@ from syncserver.admin.replaced_uids import purge_replaced
 from syncserver.errors import NotSupported
 from syncserver.wording import count_of
 
-#: How much the purge lowers its own CPU priority by default. On a small machine
+#: The niceness the purge runs at (at least) by default. On a small machine
 #: (bench/purge_scale.py, 2 CPUs) a purge at the server's priority doubled the
 #: p99 of every sync request, reads included; at 10 it took CPU only when the
 #: server left some, and purged no slower.
@@ -245,11 +245,15 @@ def _sync15_users(context):
     return users.count_accounts(), users.count_by_node()
 
 
-def _positive(text):
+def _whole_number(text):
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive(text):
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
@@ -271,10 +275,7 @@ def _lower_priority(context, niceness):
 
 
 def _niceness(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole_number(text)
     if not 0 <= value <= 19:
         raise argparse.ArgumentTypeError("must be from 0 to 19")
     return value

@@ -265,7 +265,10 @@ def dispose(engine):
 
 
 def _kept_connection(engine, kept, options):
-    """``(holder, connection)`` kept for this thread in ``kept``, or None: use an ordinary one."""
+    """``(holder, connection)`` kept in ``kept``, or None: use an ordinary one.
+
+    ``kept`` holds them per thread (reads) or per process (writes, which queue).
+    """
     holder = kept.holders.get(engine)
     if holder is None or holder.pid != os.getpid():
         if holder is not None and holder.finalizer is not None:
