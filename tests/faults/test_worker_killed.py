@@ -14,6 +14,7 @@ all of it.
 """
 
 import contextlib
+import http.client
 import os
 import signal
 import threading
@@ -27,6 +28,9 @@ from syncserver.storage import sync15_user_id
 from tests.e2e.conftest import Client, register, write_ini
 from tests.e2e.sync15 import Sync15Client
 from tests.services import GunicornServer
+
+#: A worker killed mid-request: the connection refused or reset, or the answer cut short.
+CUT_OFF = (OSError, http.client.HTTPException)
 
 BATCH = 100
 MASTER_SECRET = "worker-killed-master-secret"
@@ -177,7 +181,7 @@ def test_workers_killed_at_random_moments_leave_whole_batches(
                 attempted.append(prefix)
                 try:
                     response = client.post("storage/bookmarks", batch(prefix))
-                except OSError:
+                except CUT_OFF:
                     return
                 if response.status != 200:
                     unexpected.append(response)
@@ -298,7 +302,7 @@ def test_workers_killed_at_random_moments_leave_whole_sync15_batches(
                         else:
                             response = client.post(
                                 f"storage/bookmarks?batch={batch_id}&commit=true", items[90:])
-                except OSError:
+                except CUT_OFF:
                     return  # the worker died under one of the batch's requests
                 if response.status != 200:
                     unexpected.append(response)
