@@ -2,7 +2,10 @@
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy
@@ -82,7 +85,7 @@ def test_listened_statements_go_through_sqlalchemy(engine):
     assert len([s for s in statements if s.startswith(("INSERT", "SELECT"))]) == 2
 
 
-def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
+def test_a_kept_write_connection_commits_rolls_back_and_a_broken_one_is_replaced(engine):
     with engines.write_transaction(engine) as first:
         direct.execute(first, INSERT, {"id": 1, "name": "one"})
     with engines.write_transaction(engine) as second:
@@ -93,17 +96,43 @@ def test_a_kept_write_connection_commits_and_a_failed_one_is_replaced(engine):
         with engines.write_transaction(engine) as third:
             direct.execute(third, INSERT, {"id": 3, "name": "three"})
             direct.execute(third, INSERT, {"id": 1, "name": "again"})
-    with engines.write_transaction(engine) as fourth:
-        assert fourth is not first
-        direct.execute(fourth, INSERT, {"id": 4, "name": "four"})
+    with pytest.raises(RuntimeError):
+        with engines.write_transaction(engine) as fourth:
+            direct.execute(fourth, INSERT, {"id": 4, "name": "four"})
+            raise RuntimeError("a bug in the write")
+    with engines.write_transaction(engine) as fifth:
+        assert fifth is first  # rolled back cleanly: still the kept one
+        assert not engine.pool.checkedout() > 1
+        direct.execute(fifth, INSERT, {"id": 5, "name": "five"})
+    with pytest.raises(exc.DBAPIError):
+        with engines.write_transaction(engine) as sixth:
+            sixth.connection.dbapi_connection.close()  # the connection dies under the write
+            direct.execute(sixth, INSERT, {"id": 6, "name": "six"})
+    with engines.write_transaction(engine) as seventh:
+        assert seventh is not first  # given up: a fresh one
+        direct.execute(seventh, INSERT, {"id": 7, "name": "seven"})
     # Another connection sees exactly the committed rows.
     plain = sqlite3.connect(engine.url.database)
     try:
-        assert plain.execute("SELECT id FROM things ORDER BY id").fetchall() == [(1,), (2,), (4,)]
+        assert plain.execute("SELECT id FROM things ORDER BY id").fetchall() == [
+            (1,), (2,), (5,), (7,)]
         plain.execute("BEGIN IMMEDIATE")  # no transaction of ours holds the write lock
         plain.rollback()
     finally:
         plain.close()
+
+
+def test_statements_through_sqlalchemy_join_the_drivers_transaction(engine):
+    """The kept write connection's SQLAlchemy transaction is nominal: its statements are ours."""
+    with pytest.raises(RuntimeError):
+        with engines.write_transaction(engine) as connection:
+            connection.execute(INSERT, {"id": 1, "name": "one"})
+            direct.execute(connection, INSERT, {"id": 2, "name": "two"})
+            raise RuntimeError("roll both back")
+    with engines.write_transaction(engine) as connection:
+        connection.execute(INSERT, {"id": 3, "name": "three"})
+    with engines.read_connection(engine) as connection:
+        assert direct.all_rows(connection, select(things.c.id), {}) == [(3,)]
 
 
 def test_threads_take_turns_on_one_kept_write_connection(engine):
@@ -203,3 +232,103 @@ def test_one_expanding_parameter_is_expanded_on_the_cursor(engine):
         # An empty list is SQLAlchemy's to render (no "IN ()").
         assert list(direct.all_rows(connection, BY_IDS, {"ids": []})) == []
         assert (BY_IDS, "sqlite", 0) not in direct._EXPANDED
+
+
+def _writer_threads(engine, count, rounds, first_id, stop=None):
+    """``count`` threads each writing ``rounds`` rows (or until ``stop`` is set)."""
+    def writer(number):
+        for round_ in range(rounds):
+            if stop is not None and stop.is_set():
+                return
+            with engines.write_transaction(engine) as connection:
+                direct.execute(connection, INSERT, {
+                    "id": first_id + number * rounds + round_, "name": "thread"})
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_writers_of_one_process_hand_the_file_lock_on(engine, monkeypatch):
+    """A writer leaving while others of its process wait does not release the file lock."""
+    real_flock = engines.fcntl.flock
+    taken = []
+
+    def counting_flock(fd, operation):
+        if operation == engines.fcntl.LOCK_EX:
+            taken.append(fd)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(engines.fcntl, "flock", counting_flock)
+    for thread in _writer_threads(engine, 8, 25, 1000):
+        thread.join()
+    writes = 8 * 25
+    # Handed on when someone waited, but never more than _HANDOVERS times in a row.
+    assert writes / (engines._HANDOVERS + 1) <= len(taken) < writes
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    assert not queue._file_locked  # the last writer let it go
+    with engines.read_connection(engine) as connection:
+        assert connection.execute(sqlalchemy.text("SELECT count(*) FROM things")).scalar() == writes
+
+
+CHILD_WRITER = """
+import sys, time
+from syncserver.db import direct, engines
+sys.path.insert(0, sys.argv[2])
+from test_db_fast_paths import INSERT
+engine = engines.create_engine(sys.argv[1])
+started = time.monotonic()
+for number in range(20):
+    with engines.write_transaction(engine) as connection:
+        direct.execute(connection, INSERT, {"id": 90000 + number, "name": "child"})
+print(time.monotonic() - started)
+"""
+
+
+def test_another_process_gets_its_turns_while_a_processs_threads_hand_over(engine):
+    stop = threading.Event()
+    threads = _writer_threads(engine, 8, 100_000, 1000, stop)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD_WRITER, str(engine.url), os.path.dirname(__file__)],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert child.returncode == 0, child.stderr
+    # Twenty writes, each waiting for at most a few of the threads' writes.
+    assert float(child.stdout) < 10
+    with engines.read_connection(engine) as connection:
+        assert connection.execute(sqlalchemy.text(
+            "SELECT count(*) FROM things WHERE name = 'child'")).scalar() == 20
+
+
+def test_a_forked_process_queues_on_its_own_lock_file_description(engine):
+    """flock() locks belong to open file descriptions, which a fork shares: the child reopens."""
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    with queue:
+        pass  # the file is open in the parent now
+    go_read, go_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: once the parent holds the queue, take it too
+        try:
+            os.read(go_read, 1)
+            started = time.monotonic()
+            with queue:
+                waited = time.monotonic() - started
+            os.write(answer_write, f"{waited:.3f}".encode())
+        finally:
+            os._exit(0)
+    try:
+        with queue:
+            os.write(go_write, b"!")
+            time.sleep(0.5)
+        waited = float(os.read(answer_read, 20))
+    finally:
+        os.waitpid(pid, 0)
+        for fd in (go_read, go_write, answer_read, answer_write):
+            os.close(fd)
+    assert waited >= 0.3  # it waited for the parent's turn

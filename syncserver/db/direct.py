@@ -126,8 +126,9 @@ def _run(connection, statement, params, fetch):
     else:
         bound = params
     dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
+    cursor = None
     try:
+        cursor = dbapi_connection.cursor()
         cursor.execute(sql, bound)
         if fetch == "one":
             row = cursor.fetchone()
@@ -152,6 +153,8 @@ def _through_sqlalchemy(connection, statement, params, fetch):
 
 def _close(cursor):
     """Close a cursor; on a connection that died, there is nothing left to close."""
+    if cursor is None:
+        return
     # The statement's own error (if any) is what matters.
     with contextlib.suppress(Exception):
         cursor.close()
@@ -192,8 +195,9 @@ def executemany_sql(connection, sql, rows):
         connection.exec_driver_sql(sql, rows)
         return
     dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
+    cursor = None
     try:
+        cursor = dbapi_connection.cursor()
         if len(rows) == 1:
             cursor.execute(sql, rows[0])
         else:
@@ -202,3 +206,16 @@ def executemany_sql(connection, sql, rows):
         raise _wrapped(connection, dbapi_connection, cursor, sql, rows, error) from error
     finally:
         _close(cursor)
+
+
+def transaction_control(connection, sql):
+    """Run BEGIN, COMMIT or ROLLBACK straight on the driver, its errors raised as SQLAlchemy's.
+
+    Like SQLAlchemy's own transaction control, it is not a statement that
+    cursor events see.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    try:
+        dbapi_connection.execute(sql)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(connection, dbapi_connection, None, sql, (), error) from error

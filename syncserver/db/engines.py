@@ -27,6 +27,8 @@ import weakref
 import sqlalchemy
 from sqlalchemy import event, exc
 
+from syncserver.db import direct
+
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
@@ -125,8 +127,10 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
     @event.listens_for(engine, "begin")
     def _begin(connection):
         # Reads run without BEGIN (the driver is in autocommit): each statement
-        # sees one consistent snapshot and never takes the write lock.
-        if not connection.get_execution_options().get(_READ_ONLY):
+        # sees one consistent snapshot and never takes the write lock. The kept
+        # write connection's transactions are begun by write_transaction itself.
+        options = connection.get_execution_options()
+        if not (options.get(_READ_ONLY) or options.get(_DRIVER_TRANSACTIONS)):
             # Straight to the driver: this runs on every write, and SQLAlchemy's
             # statement machinery would cost as much as the BEGIN itself.
             connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
@@ -157,6 +161,9 @@ def is_sqlite(engine):
 
 
 _READ_ONLY = "syncserver_read_only"
+#: A SQLite connection whose transactions are begun and ended on the driver (see
+#: _driver_transaction); SQLAlchemy's own (autobegun once) is only nominal there.
+_DRIVER_TRANSACTIONS = "syncserver_driver_transactions"
 
 
 @contextlib.contextmanager
@@ -182,8 +189,8 @@ def read_connection(engine):
 
 
 @contextlib.contextmanager
-def _lent(holder, connection, transaction=False):
-    """Use a kept connection (in a transaction of its own when asked); give up a bad one.
+def _lent(holder, connection):
+    """Use a kept read connection; give up a bad one.
 
     A connection that failed, or that its user left in a transaction (a
     streamed answer's snapshot, which its return to the pool ends), is not
@@ -192,18 +199,61 @@ def _lent(holder, connection, transaction=False):
     holder.busy = True
     healthy = False
     try:
-        if transaction:
-            with connection.begin():
-                yield connection
-        else:
-            yield connection
+        yield connection
         healthy = not connection.connection.dbapi_connection.in_transaction
     finally:
         holder.busy = False
         if not healthy:
-            holder.connection = None
-            with contextlib.suppress(Exception):
-                connection.close()
+            _give_up(holder, connection)
+
+
+def _give_up(holder, connection):
+    holder.connection = None
+    with contextlib.suppress(Exception):
+        connection.close()
+
+
+@contextlib.contextmanager
+def _driver_transaction(holder, connection):
+    """One write transaction on the kept write connection, begun and ended on the driver.
+
+    Why not ``Connection.begin()``: SQLAlchemy's transaction object, its
+    events and its commit path cost a SQLite write about as much as its
+    statements do, and a write holds the file's writer queue meanwhile, so
+    every queued writer waits for that too. SQLAlchemy's own transaction on
+    this connection is begun once (its "begin" emits nothing here, see
+    _DRIVER_TRANSACTIONS) and never ended, so statements run through it
+    as in any transaction; BEGIN IMMEDIATE, COMMIT and ROLLBACK go to the
+    driver. A write that fails is rolled back and the connection kept; one
+    that cannot be rolled back, or that was invalidated, is given up.
+    """
+    holder.busy = True
+    try:
+        direct.transaction_control(connection, "BEGIN IMMEDIATE")
+        try:
+            yield connection
+            direct.transaction_control(connection, "COMMIT")
+        except BaseException:
+            if _in_transaction(connection):
+                # The write's own error is the one to raise; a connection that
+                # cannot roll back is given up below.
+                with contextlib.suppress(exc.DBAPIError):
+                    direct.transaction_control(connection, "ROLLBACK")
+            raise
+    finally:
+        holder.busy = False
+        if connection.invalidated or _in_transaction(connection) is not False:
+            _give_up(holder, connection)
+
+
+def _in_transaction(connection):
+    """Whether the driver's connection is in a transaction; None when it cannot say (closed)."""
+    if connection.invalidated:
+        return None
+    try:
+        return connection.connection.dbapi_connection.in_transaction
+    except sqlite3.Error:
+        return None
 
 
 class _KeptConnections(threading.local):
@@ -291,6 +341,10 @@ def _kept_connection(engine, kept, options):
         connection = engine.connect()
         if options:
             connection = connection.execution_options(**options)
+            if options.get(_DRIVER_TRANSACTIONS):
+                # Its nominal transaction, begun now (nothing is emitted) so that no
+                # user of the connection (Alembic, say) begins and commits one of its own.
+                connection.begin()
         holder.connection = connection
         # Returned to the pool when the thread ends or the engine goes away.
         if holder.finalizer is not None:
@@ -316,12 +370,12 @@ def write_transaction(engine):
         # room (checking one out and back costs about a fifth of a PUT); the
         # queue lets one thread at a time use it. A nested write in the same
         # thread finds it busy and gets an ordinary one.
-        kept = _kept_connection(engine, _KEPT_WRITES, None)
+        kept = _kept_connection(engine, _KEPT_WRITES, {_DRIVER_TRANSACTIONS: True})
         if kept is None:
             with engine.begin() as connection:
                 yield connection
             return
-        with _lent(*kept, transaction=True) as connection:
+        with _driver_transaction(*kept) as connection:
             yield connection
 
 
@@ -333,20 +387,54 @@ class _SQLiteWriterQueue:
     lock instead wakes the next writer the moment the previous one commits,
     which matters when many small writes (PUTs) arrive at once. SQLite's own
     locking still guarantees correctness; this only orders the queue.
+
+    Threads of a process queue on a thread lock, processes on a file lock
+    (``flock``) held by the writing thread. A writer that leaves while
+    others of its process wait hands the file lock on to the next one
+    instead of releasing it, at most :data:`_HANDOVERS` times in a row
+    (then other processes get their turn): each ``flock`` call lets go of
+    the interpreter, and under a threaded server the writer then waits for
+    it again while the whole queue waits for the writer.
     """
 
     def __init__(self, database_path):
+        self._path = database_path
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._fd = os.open(database_path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        #: Threads of this process waiting for the thread lock (under _count_lock).
+        self._waiting = 0
+        self._count_lock = threading.Lock()
+        self._file_locked = False
+        self._handovers = 0
+        self._open()
+
+    def _open(self):
+        """The lock file, opened by this process: after a fork the parent's is shared."""
+        self._pid = os.getpid()
+        self._fd = os.open(self._path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._file_locked = False
+        self._handovers = 0
 
     def __enter__(self):
-        if not self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        with self._count_lock:
+            self._waiting += 1
+        try:
+            # Free the moment the wait timed out: take it rather than fail.
+            acquired = (self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                        or self._thread_lock.acquire(blocking=False))
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        if not acquired:
             raise exc.OperationalError("waiting for the SQLite write lock", None,
                                        TimeoutError("database is locked"))
         try:
             if self._depth == 0:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                if self._pid != os.getpid():
+                    self._open()
+                if not self._file_locked:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+                    self._file_locked = True
             self._depth += 1
         except BaseException:
             self._thread_lock.release()
@@ -354,10 +442,21 @@ class _SQLiteWriterQueue:
         return self
 
     def __exit__(self, *exc_info):
-        self._depth -= 1
-        if self._depth == 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                if self._waiting and self._handovers < _HANDOVERS:
+                    self._handovers += 1  # the next writer of this process takes it as it is
+                else:
+                    self._handovers = 0
+                    self._file_locked = False
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+#: Writers of one process that take the file lock over from each other in a row, at most.
+_HANDOVERS = 8
 
 
 #: Database path -> queue, shared by every engine of the process on that file.
