@@ -45,6 +45,7 @@ class CredentialsCache:
         if isinstance(secret, str):
             secret = secret.encode("utf-8")
         self._secret = secret or os.urandom(32)
+        self._keyed = hmac.new(self._secret, digestmod="sha256")
         self._clock = clock
         self._lock = threading.Lock()
         #: key -> (expiry, username, value), least recently used first.
@@ -61,8 +62,12 @@ class CredentialsCache:
             return len(self._entries)
 
     def _key(self, username, password):
-        # hmac.digest: the same HMAC in one C call (this runs on every request).
-        return hmac.digest(self._secret, _encode(username) + _encode(password), "sha256")
+        # A copy of a keyed HMAC: faster than hmac.digest(), which also lets go of
+        # the interpreter for its C call, and under a threaded server getting it
+        # back costs more than the HMAC (this runs on every request).
+        keyed = self._keyed.copy()
+        keyed.update(_encode(username) + _encode(password))
+        return keyed.digest()
 
     def remember(self, username, password, value):
         """Remember that these credentials were verified and gave ``value``."""
