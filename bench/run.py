@@ -284,13 +284,15 @@ class Server:
 
         Only the port is overridden (``port=N`` on the command line, as the
         dev ini documents), so this is the server a newcomer's ``paster serve
-        development.ini`` runs: ``egg:syncserver#waitress``, one process.
+        development.ini`` runs: ``egg:syncserver#waitress``, one process;
+        ``--waitress-option`` adds options to the section, for every server.
         """
         ini = os.path.join(self.workdir, "waitress.ini")
         with open(ini, "w") as handle:
             handle.write(self.paste_ini()
                          + "\n[server:main]\n"
-                         f"use = config:{os.path.join(ROOT, 'development.ini')}\n")
+                         f"use = config:{os.path.join(ROOT, 'development.ini')}\n"
+                         + "".join(f"{option}\n" for option in self.options.waitress_options))
         paster = os.path.join(os.path.dirname(sys.executable), "paster")
         command = [paster, "serve", ini, f"port={self.port}", "host=127.0.0.1"]
         env = dict(os.environ, **self.environment())
@@ -947,6 +949,10 @@ def parse_args(argv=None):
                         help="comma-separated WSGI servers to measure under, one after the "
                              "other: gunicorn (the options above) and waitress (as `paster "
                              "serve development.ini` runs it; syncserver and the floor only)")
+    parser.add_argument("--waitress-option", dest="waitress_options", action="append",
+                        default=[], metavar="NAME=VALUE",
+                        help="one more option of [server:main] under waitress, the same for "
+                             "every server (cpu_affinity=0, threads=4...); may be repeated")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     options = parser.parse_args(argv)
     names = [name.strip() for name in options.only.split(",") if name.strip()]
@@ -959,6 +965,10 @@ def parse_args(argv=None):
     options.wsgi = [name.strip() for name in options.wsgi.split(",") if name.strip()]
     if not options.wsgi or any(name not in WSGI_LABELS for name in options.wsgi):
         parser.error(f"--wsgi takes some of: {', '.join(WSGI_LABELS)}")
+    if any("=" not in option for option in options.waitress_options):
+        parser.error("--waitress-option takes NAME=VALUE")
+    options.waitress_options = [" = ".join(part.strip() for part in option.split("=", 1))
+                                for option in options.waitress_options]
     options.scenarios = [name.strip() for name in options.scenarios.split(",") if name.strip()]
     known = [name for name, _ in SCENARIOS]
     if not options.scenarios or any(name not in known for name in options.scenarios):
@@ -972,7 +982,8 @@ WSGI_LABELS = {
         f"gunicorn, {options.workers} {options.worker_class} workers"
         + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")),
     "waitress": lambda options: ("waitress as `paster serve development.ini` runs it "
-                                 "(egg:syncserver#waitress, its threads, one process)"),
+                                 "(egg:syncserver#waitress, its threads, one process)"
+                                 + "".join(f", {option}" for option in options.waitress_options)),
 }
 
 

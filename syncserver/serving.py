@@ -21,6 +21,17 @@ ini's own value of that name from the section and hands the command line's
 over in ``global_conf`` only, so without this factory waitress would fall
 back to its default port, 8080.
 
+``cpu_affinity`` (an option of the section, off by default: a list of CPU
+numbers and ranges, ``0`` or ``0,2-3``) keeps the server's process, and so
+every thread waitress starts, on those CPUs. waitress runs the application
+in threads of one process, which take turns on one interpreter lock: on a
+machine with several CPUs, each time the lock passes from a thread on one
+CPU to a thread on another the interpreter's state follows it between the
+CPUs' caches, which can double what a request costs when many are served at
+once. On one CPU that stops (see docs/performance.rst for what it changes);
+the price is that work done outside the lock (SQLite, the socket calls)
+no longer runs beside the interpreter. Linux only.
+
 And it lets waitress's "Task queue depth is N" warning through once per
 ``queue_warning_seconds`` (an option of the section, default 10; 0 lets
 every one through), with how many it held back. waitress logs one for every
@@ -32,6 +43,7 @@ server's time.
 
 import errno
 import logging
+import os
 import socket
 import threading
 import time
@@ -55,6 +67,7 @@ def waitress_server(global_conf, **options):
     except ValueError:
         raise SystemExit("syncserver: [server:main] is not usable: queue_warning_seconds must "
                          "be a number of seconds") from None
+    cpus = parse_cpu_affinity(options.pop("cpu_affinity", ""))
     if "listen" not in options:
         for name in ("host", "port"):
             if name not in options and global_conf.get(name):
@@ -66,12 +79,46 @@ def waitress_server(global_conf, **options):
     def serve(app):
         import waitress
 
+        if cpus:
+            # Before waitress starts its threads: they inherit it.
+            os.sched_setaffinity(0, cpus)
         if queue_warning_seconds > 0:
             logging.getLogger("waitress.queue").addFilter(
                 OncePerInterval(queue_warning_seconds))
         waitress.serve(app, **options)
 
     return serve
+
+
+def parse_cpu_affinity(value):
+    """The set of CPUs in ``cpu_affinity`` (empty: leave the process where it is).
+
+    Raises :class:`SystemExit` with a sentence for a value that is not a list
+    of CPUs this process may run on, or where the system cannot pin a process.
+    """
+    value = value.strip()
+    if not value:
+        return set()
+    problem = "[server:main] is not usable: cpu_affinity"
+    cpus = set()
+    try:
+        for part in value.split(","):
+            first, _, last = part.strip().partition("-")
+            first, last = int(first), int(last or first)
+            if first < 0 or last < first:
+                raise ValueError(part)
+            cpus.update(range(first, last + 1))
+    except ValueError:
+        raise SystemExit(f"syncserver: {problem} must be CPU numbers and ranges such as "
+                         f"0 or 0,2-3, not {value!r}") from None
+    if not hasattr(os, "sched_setaffinity"):
+        raise SystemExit(f"syncserver: {problem} works on Linux only; remove it")
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        raise SystemExit(f"syncserver: {problem} names CPUs this process may not use: "
+                         f"{', '.join(map(str, sorted(cpus - allowed)))} (it may use "
+                         f"{', '.join(map(str, sorted(allowed)))})")
+    return cpus
 
 
 def check_listen(options, ini=None):

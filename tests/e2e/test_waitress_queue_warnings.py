@@ -1,6 +1,7 @@
 """``paster serve`` under a burst: waitress's queue warning once per interval, not per request."""
 
 import concurrent.futures
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -93,3 +94,37 @@ def test_one_warning_per_interval_saying_how_many_were_held_back(tmp_path, serve
     assert "more since the last one logged" in lines[1]
     held = int(lines[1].split("(")[1].split()[0])
     assert held > 5
+
+
+def _allowed_cpus(pid):
+    """Each thread's ``Cpus_allowed_list`` of process ``pid``."""
+    lists = []
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                lists.append(line.split(":", 1)[1].strip())
+    return lists
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux only")
+def test_cpu_affinity_keeps_every_thread_of_the_server_on_those_cpus(tmp_path, servers):
+    (tmp_path / "pinned").mkdir()
+    servers.append(server := serve(tmp_path / "pinned", cpu_affinity=0))
+    burst(server)  # every thread has run requests
+    threads = _allowed_cpus(server.process.pid)
+    assert len(threads) >= 2  # the main thread and waitress's worker
+    assert set(threads) == {"0"}
+    # Without the option the server runs where it was started: where this test runs.
+    (tmp_path / "free").mkdir()
+    servers.append(other := serve(tmp_path / "free"))
+    burst(other)
+    assert set(_allowed_cpus(other.process.pid)) == set(_allowed_cpus(os.getpid()))
+
+
+def test_a_bad_cpu_affinity_is_one_sentence():
+    from syncserver.serving import waitress_server
+
+    with pytest.raises(SystemExit, match="cpu_affinity must be CPU numbers and ranges"):
+        waitress_server({}, host="127.0.0.1", port="0", cpu_affinity="first")
+    with pytest.raises(SystemExit, match="cpu_affinity names CPUs this process may not use"):
+        waitress_server({}, host="127.0.0.1", port="0", cpu_affinity="0-100000")
