@@ -99,6 +99,8 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         dialect = database.dialect
         self._lock_statement = (schema.LOCK_USER if dialect == "postgresql"
                                 else schema.LOCK_USER_WITH_STAMP)
+        self._lock_item_statement = (None if dialect == "postgresql"
+                                     else schema.LOCK_USER_WITH_STAMP_AND_ITEM)
         self._ensure_user = create_user_row_locked(dialect)
         self._ids_by_name = dict(FIXED_COLLECTIONS)
         self._names_by_id = {cid: name for name, cid in FIXED_COLLECTIONS.items()}
@@ -127,7 +129,7 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     @contextlib.contextmanager
     def _writing(self, user_id, collection_id, if_unmodified_since=None, quota_kb=None, *,
-                 precondition="collection", deleted_user="refuse"):
+                 precondition="collection", deleted_user="refuse", item_id=None):
         """One write transaction holding the user's lock.
 
         Refuses a deleted user (``deleted_user="refuse"``; ``"allow"`` goes
@@ -135,11 +137,13 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         ``quota_kb`` is not None), then ``if_unmodified_since`` against the
         collection's timestamp (``precondition="collection"``) or the
         user's (``"storage"``; ``None``: the caller checks); saves the
-        user's row before the commit.
+        user's row before the commit. ``item_id``: the write's one item,
+        whose stored state the lock reads too where it can
+        (:attr:`UserLock.stored_item`).
         """
         try:
             with self.database.writing(StorageUnavailable) as connection:
-                lock = self._lock_user(connection, user_id, collection_id)
+                lock = self._lock_user(connection, user_id, collection_id, item_id)
                 if lock.deleted_at is not None:
                     if deleted_user == "refuse":
                         raise UserDeleted(f"user {user_id} was deleted")
@@ -159,14 +163,22 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         except exc.IntegrityError as error:
             raise ConflictError("the write collided with a concurrent change") from error
 
-    def _lock_user(self, connection, user_id, collection_id):
+    def _lock_user(self, connection, user_id, collection_id, item_id=None):
         params = {"userid": user_id, "collection": collection_id or 0}
-        row = direct.first(connection, self._lock_statement, params)
+        statement = self._lock_statement
+        if (item_id is not None and collection_id is not None
+                and self._lock_item_statement is not None):
+            statement = self._lock_item_statement
+            params["id"] = item_id
+        row = direct.first(connection, statement, params)
         if row is None:  # the user's first write
             connection.execute(self._ensure_user, {"userid": user_id, "last_modified": 0})
-            row = direct.first(connection, self._lock_statement, params)
+            row = direct.first(connection, statement, params)
             if row is None:
                 raise ConflictError("the user was deleted while being written to")
+        if len(row) == 9:  # with the item: (id, modified, ttl, size), id None when absent
+            return UserLock(connection, user_id, collection_id, row[:4], row[4],
+                            stored_item=row[5:] if row[5] is not None else ())
         if len(row) == 5:
             collection_ts = row[4]
         elif collection_id is not None:
@@ -423,7 +435,9 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
             raise ValueError('precondition="item" needs exactly one item')
         collection_id = self._collection_id(collection, create=True)
         by_collection = if_unmodified_since if precondition == "collection" else None
-        with self._writing(user_id, collection_id, by_collection, quota_kb) as lock:
+        only_id = next(iter(writes)) if len(writes) == 1 else None
+        with self._writing(user_id, collection_id, by_collection, quota_kb,
+                           item_id=only_id) as lock:
             stamp = lock.next_stamp(now)
             modified, stamped = write_items(
                 lock, writes, stamp, rules, self._executemany,

@@ -418,6 +418,18 @@ LOCK_USER_WITH_STAMP = select(*_USER_STATE, _stamps.modified).select_from(
     storage_users_table.outerjoin(user_collections_table, and_(
         _stamps.userid == _users.userid, _stamps.collection == bindparam("collection"))),
 ).where(_users.userid == bindparam("userid")).with_for_update()
+#: The same and the stored state of one item (a write of one item): the write's
+#: reads in one statement, as EXISTING_ITEM's columns after LOCK_USER_WITH_STAMP's.
+LOCK_USER_WITH_STAMP_AND_ITEM = select(
+    *_USER_STATE, _stamps.modified,
+    _items.id, _items.modified, _items.ttl, _items.payload_size,
+).select_from(
+    storage_users_table.outerjoin(user_collections_table, and_(
+        _stamps.userid == _users.userid, _stamps.collection == bindparam("collection")))
+    .outerjoin(items_table, and_(
+        _items.userid == _users.userid, _items.collection == bindparam("collection"),
+        _items.id == bindparam("id"))),
+).where(_users.userid == bindparam("userid")).with_for_update()
 #: The end of every write that changed the user's stamp or usage: one UPDATE.
 UPDATE_USER_ROW = storage_users_table.update().where(
     _users.userid == bindparam("k_userid")).values(

@@ -35,15 +35,19 @@ class UserLock:
     """
 
     __slots__ = ("changed", "collection_id", "collection_ts", "connection", "deleted_at",
-                 "last_modified", "own_quota_kb", "quota_left_kb", "usage_bytes", "usage_delta",
-                 "user_id")
+                 "last_modified", "own_quota_kb", "quota_left_kb", "stored_item", "usage_bytes",
+                 "usage_delta", "user_id")
 
-    def __init__(self, connection, user_id, collection_id, row, collection_ts):
+    def __init__(self, connection, user_id, collection_id, row, collection_ts,
+                 stored_item=None):
         self.connection = connection
         self.user_id = user_id
         self.collection_id = collection_id
         self.last_modified, self.own_quota_kb, self.usage_bytes, self.deleted_at = row
         self.collection_ts = collection_ts
+        #: The write's one item as EXISTING_ITEM reads it, () when not stored, read
+        #: with the lock; None when the lock did not read it.
+        self.stored_item = stored_item
         self.usage_delta = 0
         self.quota_left_kb = None
         self.changed = False
@@ -129,7 +133,11 @@ def write_items(lock, writes, stamp, rules, executemany, if_item_unmodified_sinc
     owner = {"userid": lock.user_id, "collection": lock.collection_id}
     if len(writes) == 1:
         (only_id,) = writes
-        rows = direct.all_rows(connection, schema.EXISTING_ITEM, {**owner, "id": only_id})
+        stored_item = lock.stored_item
+        if stored_item is not None and (not stored_item or stored_item[0] == only_id):
+            rows = [stored_item] if stored_item else []
+        else:
+            rows = direct.all_rows(connection, schema.EXISTING_ITEM, {**owner, "id": only_id})
     else:
         rows = direct.all_rows(connection, schema.EXISTING_ITEMS, {**owner, "ids": list(writes)})
     # Expired rows are absent, whatever they held.

@@ -9,7 +9,13 @@ import sqlalchemy
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.protocol.timestamps import now_centiseconds
 from syncserver.settings import StorageSettings
-from syncserver.storage import ItemQuery, ItemWrite, StorageBackend, StorageUnavailable
+from syncserver.storage import (
+    ItemQuery,
+    ItemWrite,
+    PreconditionFailed,
+    StorageBackend,
+    StorageUnavailable,
+)
 from syncserver.storage.sql import SQLStorage
 from syncserver.storage.sql_schema import FIRST_CUSTOM_COLLECTION_ID, FIXED_COLLECTIONS
 from syncserver.testing.storage_conformance import StorageConformanceTests
@@ -241,6 +247,34 @@ def test_statements_per_request(database_url, make_storage):
     # all 100 exist now: one executemany UPDATE instead of the INSERT
     assert measure(lambda: storage.set_items(1, "bookmarks", writes, now)) == lock + 4
     assert measure(lambda: storage.delete_item(1, "bookmarks", "1", now)) == lock + 3
+    # One item (a PUT): SQLite and MySQL read it with the lock, in the same statement.
+    item_read = 1 if storage.engine.dialect.name == "postgresql" else 0
+    for item in (ItemWrite("7", payload="z"), ItemWrite("new", payload="z")):
+        # lock (+ item) + insert or update + collection stamp + user stamp
+        assert measure(lambda item=item: storage.set_items(1, "bookmarks", [item], now)) == (
+            lock + item_read + 3), item
+
+
+def test_a_write_of_one_item_sees_it_as_stored(database_url, make_storage):
+    """Read with the user's lock or on its own, the item's state decides the write."""
+    storage = make_storage(database_url)
+    now = now_centiseconds()
+    storage.set_items(1, "bookmarks", [ItemWrite("a", payload="one", ttl=1000)], now)
+    usage = storage.get_total_usage(1)
+    # Stored: only the sortindex changes, the payload and its bytes stay.
+    result = storage.set_items(1, "bookmarks", [ItemWrite("a", sortindex=5)], now + 100)
+    record = storage.get_item(1, "bookmarks", "a")
+    assert (record["payload"], record["sortindex"]) == ("one", 5)
+    assert storage.get_total_usage(1) == usage
+    # Another user's item of the same id and collection is not this user's.
+    storage.set_items(2, "bookmarks", [ItemWrite("a", payload="other's")], now + 200)
+    assert storage.get_item(1, "bookmarks", "a")["payload"] == "one"
+    assert storage.get_total_usage(2) == len("other's")
+    # A precondition on the item reads its stamp.
+    with pytest.raises(PreconditionFailed):
+        storage.set_items(1, "bookmarks", [ItemWrite("a", payload="two")], now + 300,
+                          if_unmodified_since=now - 1, precondition="item")
+    assert result.modified["a"] == storage.get_item(1, "bookmarks", "a")["modified"]
 
 
 def test_large_user_ids_and_payload_on_every_database(database_url, make_storage):
