@@ -459,6 +459,29 @@ LOCK_USERS = select(_users.userid).where(
 SUBTRACT_USAGE = storage_users_table.update().where(
     _users.userid == bindparam("k_userid")).values(
     usage_bytes=_users.usage_bytes - bindparam("v_bytes", type_=BigInteger))
+#: Many users' usage less what a purge freed, in one statement (where the purge
+#: deletes a transaction's keys at once): PostgreSQL from two arrays, MySQL from
+#: JSON_TABLE; an executemany of SUBTRACT_USAGE is a round trip per user.
+SUBTRACT_USAGES = {
+    "postgresql": text(
+        "UPDATE storage_users SET usage_bytes = storage_users.usage_bytes - freed.bytes"
+        " FROM unnest(CAST(:userids AS BIGINT[]), CAST(:bytes AS BIGINT[]))"
+        " AS freed(userid, bytes) WHERE storage_users.userid = freed.userid"),
+    "mysql": text(
+        "UPDATE storage_users JOIN JSON_TABLE(:freed, '$[*]' COLUMNS ("
+        "userid BIGINT PATH '$[0]', bytes BIGINT PATH '$[1]')) AS freed"
+        " ON storage_users.userid = freed.userid"
+        " SET storage_users.usage_bytes = storage_users.usage_bytes - freed.bytes"),
+}
+
+
+def subtract_usages_params(dialect, freed):
+    """The parameters of SUBTRACT_USAGES for ``{user id: bytes freed}``."""
+    if dialect == "postgresql":
+        return {"userids": list(freed), "bytes": list(freed.values())}
+    return {"freed": json.dumps(list(freed.items()), separators=(",", ":"))}
+
+
 #: The user's own quota and usage, for a quota check outside a write.
 QUOTA_STATE = select(_users.quota_kb, _users.usage_bytes).where(
     _users.userid == bindparam("userid"))

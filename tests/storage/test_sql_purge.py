@@ -84,7 +84,7 @@ def test_purge_of_many_users_at_once_deletes_exactly_the_expired_rows(storage, a
     expired = fill(storage, now_seconds)
     before, _ = table_state(storage)
     if not at_once:  # as on SQLite, or on a MySQL without JSON_TABLE
-        storage._purges_keys_at_once = lambda: False
+        storage._purges_keys_at_once = lambda pieces: False
     # As a purge whose transactions have grown: the whole batch in one transaction.
     storage._purge_rows = _PURGE_ROWS_MAX
     transactions, statements = [], []
@@ -125,8 +125,15 @@ def test_purge_of_many_users_at_once_deletes_exactly_the_expired_rows(storage, a
                     if "DELETE" in statement.upper() and "items" in statement]
     if at_once and storage.database.dialect != "sqlite":
         assert len(item_deletes) == 1
-        reads = [statement for statement in statements if "JSON_TABLE" in statement]
-        assert len(reads) == (2 if storage.database.dialect == "mysql" else 0)
+        reads = [statement for statement in statements
+                 if "JSON_TABLE" in statement and "DELETE" not in statement.upper()
+                 and "UPDATE" not in statement.upper()]
+        assert len(reads) == (1 if storage.database.dialect == "mysql" else 0)
+        # Every user's usage in one UPDATE, not one per user.
+        usage_updates = [statement for statement in statements
+                         if statement.lstrip().upper().startswith("UPDATE storage_users".upper())]
+        assert len(usage_updates) == 1
+        assert "JSON_TABLE" in usage_updates[0] or "unnest" in usage_updates[0]
     assert storage.purge_expired(now_seconds) == 0
 
 
@@ -134,7 +141,7 @@ def test_mariadb_purge_looks_keys_up_in_the_primary_key(mysql_url):
     """With 900 (user, collection) pieces, both statements are eq_ref lookups on PRIMARY."""
     storage = sql_storage(mysql_url)
     try:
-        if not storage._purges_keys_at_once():
+        if not storage._purges_keys_at_once([(1, 1, []), (2, 1, [])]):
             pytest.skip("this MySQL/MariaDB has no JSON_TABLE: the purge goes piece by piece")
         now_seconds = int(time.time())
         by_owner = {}
@@ -153,3 +160,17 @@ def test_mariadb_purge_looks_keys_up_in_the_primary_key(mysql_url):
                 assert lookups == [("eq_ref", "PRIMARY")], plan
     finally:
         storage.close()
+
+
+def test_one_large_accounts_purge_deletes_by_its_id_list_on_mysql(storage):
+    """A transaction of one (user, collection) piece: a primary-key range, not a join."""
+    pieces = [(USER_IDS[0], 1, ["a", "b"])]
+    many = pieces + [(USER_IDS[1], 1, ["c"])]
+    dialect = storage.database.dialect
+    if dialect == "postgresql":
+        assert storage._purges_keys_at_once(pieces)
+    elif dialect == "sqlite":
+        assert not storage._purges_keys_at_once(many)
+    else:
+        assert not storage._purges_keys_at_once(pieces)
+        assert storage._purges_keys_at_once(many)
