@@ -88,8 +88,8 @@ CREATE TABLE IF NOT EXISTS items (
     ttl BIGINT NOT NULL,
     PRIMARY KEY (userid, collection, id)
 );
-CREATE INDEX IF NOT EXISTS items_modified_idx ON items (userid, collection, modified, id);
-CREATE INDEX IF NOT EXISTS items_sortindex_idx ON items (userid, collection, sortindex, id);
+CREATE INDEX IF NOT EXISTS items_modified_idx ON items (userid, collection, modified, id, ttl);
+CREATE INDEX IF NOT EXISTS items_sortindex_idx ON items (userid, collection, sortindex, id, ttl);
 CREATE INDEX IF NOT EXISTS items_usage_idx ON items (userid, collection, payload_size, ttl);
 CREATE INDEX IF NOT EXISTS items_expiry_idx ON items (ttl);
 """
