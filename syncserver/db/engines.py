@@ -404,27 +404,30 @@ class _SQLiteWriterQueue:
         #: Threads of this process waiting for the thread lock (under _count_lock).
         self._waiting = 0
         self._count_lock = threading.Lock()
-        self._file_locked = False
-        self._handovers = 0
+        self._fd = None
         self._open()
 
     def _open(self):
         """The lock file, opened by this process: after a fork the parent's is shared."""
+        if self._fd is not None:
+            os.close(self._fd)  # the parent's description: closing our copy leaves its lock
         self._pid = os.getpid()
         self._fd = os.open(self._path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._file_locked = False
         self._handovers = 0
 
     def __enter__(self):
-        with self._count_lock:
-            self._waiting += 1
-        try:
-            # Free the moment the wait timed out: take it rather than fail.
-            acquired = (self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-                        or self._thread_lock.acquire(blocking=False))
-        finally:
+        acquired = self._thread_lock.acquire(blocking=False)
+        if not acquired:  # counted only when it has to wait: see __exit__
             with self._count_lock:
-                self._waiting -= 1
+                self._waiting += 1
+            try:
+                # Free the moment the wait timed out: take it rather than fail.
+                acquired = (self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                            or self._thread_lock.acquire(blocking=False))
+            finally:
+                with self._count_lock:
+                    self._waiting -= 1
         if not acquired:
             raise exc.OperationalError("waiting for the SQLite write lock", None,
                                        TimeoutError("database is locked"))

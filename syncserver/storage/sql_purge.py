@@ -186,9 +186,7 @@ class SQLPurge:
             else:
                 purged, freed = self._delete_pieces(connection, pieces, now_seconds)
             if freed and at_once and len(freed) > 1:
-                dialect = "postgresql" if self.database.dialect == "postgresql" else "mysql"
-                connection.execute(schema.SUBTRACT_USAGES[dialect],
-                                   schema.subtract_usages_params(dialect, freed))
+                connection.execute(*schema.subtract_usages(self.database.dialect, freed))
             elif freed:
                 connection.execute(schema.SUBTRACT_USAGE, [
                     {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])

@@ -475,11 +475,13 @@ SUBTRACT_USAGES = {
 }
 
 
-def subtract_usages_params(dialect, freed):
-    """The parameters of SUBTRACT_USAGES for ``{user id: bytes freed}``."""
+def subtract_usages(dialect, freed):
+    """``(statement, parameters)`` of SUBTRACT_USAGES for ``{user id: bytes freed}``."""
     if dialect == "postgresql":
-        return {"userids": list(freed), "bytes": list(freed.values())}
-    return {"freed": json.dumps(list(freed.items()), separators=(",", ":"))}
+        return SUBTRACT_USAGES["postgresql"], {"userids": list(freed),
+                                               "bytes": list(freed.values())}
+    return SUBTRACT_USAGES["mysql"], {"freed": json.dumps(list(freed.items()),
+                                                          separators=(",", ":"))}
 
 
 #: The user's own quota and usage, for a quota check outside a write.
