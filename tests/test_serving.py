@@ -47,7 +47,19 @@ def test_waitress_leaves_forwarded_headers_to_the_application(monkeypatch):
     import waitress
 
     served = {}
-    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.update(options))
+
+    class Server:
+        def __init__(self, app, **options):
+            served.update(options)
+            self.task_dispatcher = waitress.task.ThreadedTaskDispatcher()
+
+        def print_listen(self, format_string):
+            pass
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(waitress, "create_server", Server)
     waitress_server({}, host="127.0.0.1", port="0")("app")
     assert served["clear_untrusted_proxy_headers"] == "false"
     served.clear()
@@ -59,3 +71,28 @@ def test_waitress_leaves_forwarded_headers_to_the_application(monkeypatch):
 def test_a_bad_queue_warning_interval_is_one_sentence():
     with pytest.raises(SystemExit, match="queue_warning_seconds must be a number"):
         waitress_server({}, host="127.0.0.1", port="0", queue_warning_seconds="often")
+
+
+def test_queue_warnings_held_back_make_no_log_record():
+    """Only the warnings let through reach the logger (and build a record)."""
+    import logging
+
+    from syncserver.serving import OncePerInterval
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("tests.queue-warnings")
+    logger.propagate = False
+    logger.addHandler(Keep())
+    now = [100.0]
+    warnings = OncePerInterval(logger, 10, clock=lambda: now[0])
+    for depth in range(1, 101):
+        warnings.warning("Task queue depth is %d", depth)
+    assert records == ["Task queue depth is 1"]
+    now[0] += 10
+    warnings.warning("Task queue depth is %d", 7)
+    assert records[1] == "Task queue depth is 7 (99 more since the last one logged)"
