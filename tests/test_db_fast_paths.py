@@ -332,3 +332,82 @@ def test_a_forked_process_queues_on_its_own_lock_file_description(engine):
         for fd in (go_read, go_write, answer_read, answer_write):
             os.close(fd)
     assert waited >= 0.3  # it waited for the parent's turn
+
+
+def _take_turn_in_thread(queue, order, name, started=None):
+    def run():
+        if started is not None:
+            started.set()
+        with queue:
+            order.append(name)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_thread_waiting_long_for_its_write_turn_goes_before_newcomers(engine):
+    """Waiting threads retry between short sleeps; one that waited long keeps newcomers out."""
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    order = []
+    with queue:
+        first = _take_turn_in_thread(queue, order, "waited long")
+        time.sleep(engines._STARVING_SECONDS * 3)
+        assert queue._starving == 1
+        newcomer = _take_turn_in_thread(queue, order, "newcomer")
+        time.sleep(0.02)
+    first.join(5)
+    newcomer.join(5)
+    assert order == ["waited long", "newcomer"]
+    assert (queue._waiting, queue._starving) == (0, 0)
+
+
+def test_a_turn_nested_in_a_writers_thread_does_not_wait_behind_starving_ones(engine):
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    order = []
+    with queue:
+        waiter = _take_turn_in_thread(queue, order, "waiter")
+        time.sleep(engines._STARVING_SECONDS * 3)
+        assert queue._starving == 1
+        started = time.monotonic()
+        with queue:  # the same thread's: at once
+            order.append("nested")
+        assert time.monotonic() - started < 0.05
+        assert queue._owner == threading.get_ident()
+    waiter.join(5)
+    assert order == ["nested", "waiter"]
+    assert queue._owner is None
+
+
+def test_writers_checkpoint_the_wal_after_leaving_the_queue(engine, monkeypatch, tmp_path):
+    """Not inside a commit (SQLite's own checkpoint is a backstop, at 4,000 pages)."""
+    monkeypatch.setattr(engines, "_CHECKPOINT_COMMITS", 5)
+    path = tmp_path / "fast.db"
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    checkpoints = []
+    real_checkpoint = engines._checkpoint
+
+    def watched_checkpoint(engine_, queue_):
+        checkpoints.append(queue._owner)  # nobody holds the queue meanwhile
+        real_checkpoint(engine_, queue_)
+
+    monkeypatch.setattr(engines, "_checkpoint", watched_checkpoint)
+    with engines.read_connection(engine) as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 4000
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+
+    def rows_in_the_database_file():
+        """What a reader ignoring the WAL sees: only what was checkpointed."""
+        reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            return reader.execute("SELECT count(*) FROM things").fetchone()[0]
+        finally:
+            reader.close()
+
+    seen = []
+    for number in range(10):
+        with engines.write_transaction(engine) as connection:
+            direct.execute(connection, INSERT, {"id": 1000 + number, "name": "x"})
+        seen.append(rows_in_the_database_file())
+    assert seen == [0, 0, 0, 0, 5, 5, 5, 5, 5, 10]
+    assert checkpoints == [None, None]

@@ -18,6 +18,7 @@ request, so the server recovers by itself when the database comes back.
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +31,13 @@ from sqlalchemy import event, exc
 from syncserver.db import direct
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
+#: WAL pages past which a committing SQLite connection checkpoints by itself (SQLite's
+#: default is 1,000): only reached when the writers' own checkpoints cannot keep up.
+SQLITE_BACKSTOP_CHECKPOINT_PAGES = 4000
+#: A process's SQLite writers checkpoint after this many commits, or rows changed.
+_CHECKPOINT_COMMITS, _CHECKPOINT_ROWS = 100, 1000
+
+_log = logging.getLogger(__name__)
 
 
 def create_engine(url, pool_size=10, pool_timeout=30, pool_recycle=3600,
@@ -122,6 +130,9 @@ def _create_sqlite_engine(parsed, pool_size, pool_timeout):
         cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # The server's writers checkpoint outside their queue (see write_transaction);
+        # SQLite's own, run by a committing writer, is left as the backstop.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_BACKSTOP_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -359,6 +370,18 @@ def write_transaction(engine):
 
     On SQLite it holds the database write lock from its first statement, and
     writers queue on a file lock first (see :class:`_SQLiteWriterQueue`).
+
+    SQLite checkpoints the WAL (copies it into the database file: tens of
+    milliseconds, an fsync) inside the COMMIT that fills it past
+    ``wal_autocheckpoint`` pages, so that writer held the queue meanwhile
+    and every queued writer waited for it (under 16 clients writing, 1% of
+    the writes held the queue for a fifth of its time). Here
+    a writer whose commit makes :data:`_CHECKPOINT_COMMITS` commits or
+    :data:`_CHECKPOINT_ROWS` rows since the last checkpoint does a PASSIVE
+    one once it has left the queue (on a read connection: it needs no write
+    lock and others write meanwhile); SQLite's own stays as a backstop at
+    :data:`SQLITE_BACKSTOP_CHECKPOINT_PAGES`. Paired runs under waitress:
+    850-1,220 PUTs/s against 815-1,010 with the checkpoint in the COMMIT.
     """
     queue = _WRITER_QUEUES.get(engine.url.database) if is_sqlite(engine) else None
     if queue is None:
@@ -377,35 +400,88 @@ def write_transaction(engine):
             return
         with _driver_transaction(*kept) as connection:
             yield connection
+        checkpoint = queue.checkpoint_due(connection.connection.dbapi_connection.total_changes)
+    if checkpoint:
+        _checkpoint(engine, queue)
+
+
+def _checkpoint(engine, queue):
+    """A PASSIVE checkpoint, unless another thread of the process is doing one."""
+    if not queue.checkpointing.acquire(blocking=False):
+        return
+    try:
+        with read_connection(engine) as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+    except exc.DBAPIError as error:
+        # The write is committed: its answer stands. The backstop checkpoints later.
+        _log.warning("SQLite WAL checkpoint failed (%s); SQLite's own will follow", error.orig)
+    finally:
+        queue.checkpointing.release()
 
 
 class _SQLiteWriterQueue:
     """Lets one writer at a time at a SQLite file, across threads and processes.
 
     Why: SQLite makes a writer that finds the database locked sleep in its
-    busy handler (a millisecond or more) before it tries again. Waiting on a
-    lock instead wakes the next writer the moment the previous one commits,
-    which matters when many small writes (PUTs) arrive at once. SQLite's own
-    locking still guarantees correctness; this only orders the queue.
+    busy handler before it tries again, for longer and longer (1, 2, 5, 10
+    ... 100 ms), so under many small writes (PUTs) a writer could wait
+    100 ms for a lock free for most of that time.
 
-    Threads of a process queue on a thread lock, processes on a file lock
-    (``flock``) held by the writing thread. A writer that leaves while
-    others of its process wait hands the file lock on to the next one
-    instead of releasing it, at most :data:`_HANDOVERS` times in a row
-    (then other processes get their turn): each ``flock`` call lets go of
-    the interpreter, and under a threaded server the writer then waits for
-    it again while the whole queue waits for the writer.
+    Processes queue on a file lock (``flock``) held by the writing thread:
+    the kernel wakes the next one the moment it is free, and a thread of
+    another process does not compete with this one for anything else.
+
+    Threads of a process take a thread lock; one that finds it held sleeps
+    :data:`_FIRST_TURN_PAUSE` (0.5 ms, doubling to 2 ms) between tries instead
+    of blocking on it. Measured under waitress (8 threads, 16 clients
+    writing): when the leaving writer woke the next thread at once, that
+    thread and the leaving one (answering its client, reading its next
+    request) then took turns on the interpreter lock throughout the next
+    write, which every queued writer waits for: 300-570 PUTs/s, 70-150
+    context switches per PUT. With the short sleeps, waiting threads stay
+    off the interpreter while a write runs: 860-940 PUTs/s, about 24
+    switches per PUT, and a lower p99 (100-130 ms against 141 ms). A thread
+    that has waited :data:`_STARVING_SECONDS` keeps newcomers from taking
+    the lock before it.
+
+    A writer that leaves while others of its process wait hands the file
+    lock on to the next one instead of releasing it, at most
+    :data:`_HANDOVERS` times in a row (then other processes get their
+    turn): each ``flock`` call lets go of the interpreter. SQLite's own
+    locking still guarantees correctness; this only orders the writers.
     """
 
     def __init__(self, database_path):
         self._path = database_path
         self._thread_lock = threading.RLock()
         self._depth = 0
-        #: Threads of this process waiting for the thread lock (under _count_lock).
+        self._owner = None  # the thread holding the thread lock
+        #: Threads of this process waiting for the thread lock, and of them those
+        #: waiting past _STARVING_SECONDS (both under _count_lock).
         self._waiting = 0
+        self._starving = 0
         self._count_lock = threading.Lock()
         self._fd = None
         self._open()
+        #: Held by the thread checkpointing the WAL (see write_transaction).
+        self.checkpointing = threading.Lock()
+        self._commits = 0
+        self._changes_at_checkpoint = None
+
+    def checkpoint_due(self, total_changes):
+        """Count a commit (inside the queue); True when the writer should checkpoint after.
+
+        ``total_changes``: the write connection's count of rows changed so far.
+        """
+        self._commits += 1
+        if self._changes_at_checkpoint is None or total_changes < self._changes_at_checkpoint:
+            self._changes_at_checkpoint = total_changes  # a new connection counts from 0
+        if (self._commits < _CHECKPOINT_COMMITS
+                and total_changes - self._changes_at_checkpoint < _CHECKPOINT_ROWS):
+            return False
+        self._commits = 0
+        self._changes_at_checkpoint = total_changes
+        return True
 
     def _open(self):
         """The lock file, opened by this process: after a fork the parent's is shared."""
@@ -417,22 +493,15 @@ class _SQLiteWriterQueue:
         self._handovers = 0
 
     def __enter__(self):
-        acquired = self._thread_lock.acquire(blocking=False)
-        if not acquired:  # counted only when it has to wait: see __exit__
-            with self._count_lock:
-                self._waiting += 1
-            try:
-                # Free the moment the wait timed out: take it rather than fail.
-                acquired = (self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-                            or self._thread_lock.acquire(blocking=False))
-            finally:
-                with self._count_lock:
-                    self._waiting -= 1
-        if not acquired:
+        if self._owner == threading.get_ident():  # a write nested in this thread's own
+            self._thread_lock.acquire()
+        elif not ((not self._starving and self._thread_lock.acquire(blocking=False))
+                  or self._wait_for_turn()):  # counted only when it has to wait: see __exit__
             raise exc.OperationalError("waiting for the SQLite write lock", None,
                                        TimeoutError("database is locked"))
         try:
             if self._depth == 0:
+                self._owner = threading.get_ident()
                 if self._pid != os.getpid():
                     self._open()
                 if not self._file_locked:
@@ -440,6 +509,8 @@ class _SQLiteWriterQueue:
                     self._file_locked = True
             self._depth += 1
         except BaseException:
+            if self._depth == 0:
+                self._owner = None
             self._thread_lock.release()
             raise
         return self
@@ -448,6 +519,7 @@ class _SQLiteWriterQueue:
         try:
             self._depth -= 1
             if self._depth == 0:
+                self._owner = None
                 if self._waiting and self._handovers < _HANDOVERS:
                     self._handovers += 1  # the next writer of this process takes it as it is
                 else:
@@ -457,9 +529,43 @@ class _SQLiteWriterQueue:
         finally:
             self._thread_lock.release()
 
+    def _wait_for_turn(self):
+        """Try the thread lock between short sleeps; False once the busy timeout has passed."""
+        started = time.monotonic()
+        starving = False
+        with self._count_lock:
+            self._waiting += 1
+        pause = _FIRST_TURN_PAUSE
+        try:
+            while True:
+                time.sleep(pause)
+                pause = min(2 * pause, _LONGEST_TURN_PAUSE)
+                # A starving thread tries even while it is the one keeping newcomers out.
+                if (starving or not self._starving) and self._thread_lock.acquire(blocking=False):
+                    return True
+                waited = time.monotonic() - started
+                if waited > SQLITE_BUSY_TIMEOUT_MS / 1000:
+                    # Free the moment the wait timed out: take it rather than fail.
+                    return self._thread_lock.acquire(blocking=False)
+                if not starving and waited > _STARVING_SECONDS:
+                    starving = True
+                    with self._count_lock:
+                        self._starving += 1
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+                if starving:
+                    self._starving -= 1
+
+
 
 #: Writers of one process that take the file lock over from each other in a row, at most.
 _HANDOVERS = 8
+#: A thread waiting for its process's write turn sleeps this long before its first
+#: try (seconds), then twice as long each time up to _LONGEST_TURN_PAUSE.
+_FIRST_TURN_PAUSE, _LONGEST_TURN_PAUSE = 0.0005, 0.002
+#: Past this long waiting, a thread keeps newcomers from taking the turn before it.
+_STARVING_SECONDS = 0.05
 
 
 #: Database path -> queue, shared by every engine of the process on that file.
