@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 
+import sqlalchemy
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run
@@ -113,6 +115,14 @@ def measure(kind, dataset, url, options, workdir):
         expired = scale_data.count_expired(url, now)
         size_before = sqlite_file_size(url)
         print(f"  data built in {seconds:.0f}s; {expired:,} expired rows", flush=True)
+        innodb = innodb_sizes(url)
+        if innodb:
+            pool, table = innodb
+            print(f"  InnoDB buffer pool {pool / 2**20:,.0f} MiB, items table {table / 2**20:,.0f} "
+                  "MiB (data and indexes)", flush=True)
+            if pool < table:
+                print("  note: the buffer pool is smaller than the table: the purge's reads "
+                      "evict the clients' pages (see docs/performance.rst)", flush=True)
         labels = ["large" if dataset == "one-user" else "small"] + ["small"] * 3
         clients = scale_server.SyncClients(server.port, list(zip(accounts, labels, strict=True)))
         clients.start()
@@ -135,6 +145,7 @@ def measure(kind, dataset, url, options, workdir):
                                 in clients.summary(phase).items()}
                         for phase in ("baseline", "purge")},
             "errors": clients.errors[:10], "error_count": len(clients.errors),
+            "innodb_buffer_pool_and_table_bytes": innodb,
         }
         result["rate"] = purged / result["seconds"] if result["seconds"] else 0.0
         report(result)
@@ -143,6 +154,22 @@ def measure(kind, dataset, url, options, workdir):
         if clients is not None:
             clients.stop()
         server.stop()
+
+
+def innodb_sizes(url):
+    """MySQL/MariaDB: (buffer pool bytes, items table bytes); None elsewhere."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        if engine.dialect.name != "mysql":
+            return None
+        with engine.connect() as connection:
+            pool = connection.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
+            table = connection.exec_driver_sql(
+                "SELECT data_length + index_length FROM information_schema.TABLES "
+                "WHERE table_schema = DATABASE() AND table_name = 'items'").scalar()
+        return int(pool), int(table or 0)
+    finally:
+        engine.dispose()
 
 
 def report(result):

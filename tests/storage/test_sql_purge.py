@@ -174,3 +174,44 @@ def test_one_large_accounts_purge_deletes_by_its_id_list_on_mysql(storage):
     else:
         assert not storage._purges_keys_at_once(pieces)
         assert storage._purges_keys_at_once(many)
+
+
+def test_one_accounts_purge_on_mysql_steps_aside_longer_and_keeps_transactions_short(
+        storage, monkeypatch):
+    """Its writers wait for each transaction; spread over users the purge keeps its pace."""
+    from syncserver.storage import sql_purge
+
+    now_seconds = int(time.time())
+    one_user = [{"userid": 7, "collection": 1, "id": f"old-{n:04d}", "modified": 1,
+                 "payload": "x", "payload_size": 1, "ttl": now_seconds - 10}
+                for n in range(400)]
+    with storage.engine.begin() as connection:
+        connection.execute(items_table.insert(), one_user)
+        connection.execute(storage_users_table.insert(),
+                           [{"userid": 7, "last_modified": 1, "usage_bytes": 400}])
+    held_times, pauses, grown = [], [], []
+    real_transaction = storage._purge_transaction
+    real_adapt = storage._adapt_purge_rows
+
+    def watched_transaction(pieces, now):
+        purged, held = real_transaction(pieces, now)
+        held_times.append(held)
+        return purged, held
+
+    def watched_adapt(rows, seconds, may_grow=True):
+        grown.append(may_grow)
+        return real_adapt(rows, seconds, may_grow)
+
+    monkeypatch.setattr(storage, "_purge_transaction", watched_transaction)
+    monkeypatch.setattr(storage, "_adapt_purge_rows", watched_adapt)
+    monkeypatch.setattr(sql_purge.time, "sleep", pauses.append)
+    storage._purge_rows = 50  # several transactions of the one user
+    assert storage.purge_expired(now_seconds, batch_size=1000) == 400
+    dialect = storage.database.dialect
+    assert len(held_times) >= 2
+    if dialect == "sqlite":
+        return  # SQLite steps aside by its own rule (after a checkpoint)
+    share = (sql_purge._ONE_USER_YIELD_SHARE_MYSQL if dialect == "mysql"
+             else sql_purge._SERVER_YIELD_SHARE)
+    assert pauses == pytest.approx([held * share for held in held_times])
+    assert grown == [dialect != "mysql"] * len(held_times)
