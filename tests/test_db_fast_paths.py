@@ -334,10 +334,8 @@ def test_a_forked_process_queues_on_its_own_lock_file_description(engine):
     assert waited >= 0.3  # it waited for the parent's turn
 
 
-def _take_turn_in_thread(queue, order, name, started=None):
+def _take_turn_in_thread(queue, order, name):
     def run():
-        if started is not None:
-            started.set()
         with queue:
             order.append(name)
 
@@ -346,14 +344,20 @@ def _take_turn_in_thread(queue, order, name, started=None):
     return thread
 
 
+def _starving_waiter(queue, order, name):
+    """A thread that waits for the queue (held by the caller) until it counts as starving."""
+    waiter = _take_turn_in_thread(queue, order, name)
+    time.sleep(engines._STARVING_SECONDS * 3)
+    assert queue._starving == 1
+    return waiter
+
+
 def test_a_thread_waiting_long_for_its_write_turn_goes_before_newcomers(engine):
     """Waiting threads retry between short sleeps; one that waited long keeps newcomers out."""
     queue = engines._WRITER_QUEUES[engine.url.database]
     order = []
     with queue:
-        first = _take_turn_in_thread(queue, order, "waited long")
-        time.sleep(engines._STARVING_SECONDS * 3)
-        assert queue._starving == 1
+        first = _starving_waiter(queue, order, "waited long")
         newcomer = _take_turn_in_thread(queue, order, "newcomer")
         time.sleep(0.02)
     first.join(5)
@@ -366,9 +370,7 @@ def test_a_turn_nested_in_a_writers_thread_does_not_wait_behind_starving_ones(en
     queue = engines._WRITER_QUEUES[engine.url.database]
     order = []
     with queue:
-        waiter = _take_turn_in_thread(queue, order, "waiter")
-        time.sleep(engines._STARVING_SECONDS * 3)
-        assert queue._starving == 1
+        waiter = _starving_waiter(queue, order, "waiter")
         started = time.monotonic()
         with queue:  # the same thread's: at once
             order.append("nested")
