@@ -558,7 +558,6 @@ class _SQLiteWriterQueue:
                     self._starving -= 1
 
 
-
 #: Writers of one process that take the file lock over from each other in a row, at most.
 _HANDOVERS = 8
 #: A thread waiting for its process's write turn sleeps this long before its first
