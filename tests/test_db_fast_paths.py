@@ -413,3 +413,33 @@ def test_writers_checkpoint_the_wal_after_leaving_the_queue(engine, monkeypatch,
         seen.append(rows_in_the_database_file())
     assert seen == [0, 0, 0, 0, 5, 5, 5, 5, 5, 10]
     assert checkpoints == [None, None]
+
+
+def test_one_waiting_thread_at_a_time_tries_for_the_write_turn(engine, monkeypatch):
+    """Each try takes the interpreter from the writer: the other waiting threads stay blocked."""
+    queue = engines._WRITER_QUEUES[engine.url.database]
+    real_lock = queue._thread_lock
+    tries = []
+
+    class CountingLock:
+        def acquire(self, blocking=True, timeout=-1):
+            if not blocking:
+                tries.append(threading.get_ident())
+            return real_lock.acquire(blocking, timeout)
+
+        def release(self):
+            real_lock.release()
+
+    monkeypatch.setattr(queue, "_thread_lock", CountingLock())
+    order = []
+    with queue:
+        tries.clear()
+        waiters = [_take_turn_in_thread(queue, order, number) for number in range(4)]
+        time.sleep(0.03)  # several tries' worth of pauses, all while the queue is held
+        # Each thread's first try is on arrival; the ones after are waiting threads' tries.
+        trying = {ident for ident in tries if tries.count(ident) > 1}
+    for waiter in waiters:
+        waiter.join(5)
+    assert len(trying) == 1
+    assert sorted(order) == [0, 1, 2, 3]
+    assert not queue._trying.locked()
