@@ -158,7 +158,7 @@ class SQLPurge:
                 rows += len(ids)
             count, held = self._purge_transaction(transaction, now_seconds)
             purged += count
-            one_user_mysql = (self.database.dialect == "mysql"
+            one_user_mysql = (self.database.dialect in ("mysql", "mariadb")
                               and len({user_id for user_id, _, _ in transaction}) == 1)
             self._adapt_purge_rows(rows, held, may_grow=not one_user_mysql)
             if self.database.dialect == "sqlite":
