@@ -160,7 +160,7 @@ def innodb_sizes(url):
     """MySQL/MariaDB: (buffer pool bytes, items table bytes); None elsewhere."""
     engine = sqlalchemy.create_engine(url)
     try:
-        if engine.dialect.name != "mysql":
+        if engine.dialect.name not in ("mysql", "mariadb"):
             return None
         with engine.connect() as connection:
             pool = connection.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
