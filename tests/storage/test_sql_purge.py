@@ -176,9 +176,14 @@ def test_one_large_accounts_purge_deletes_by_its_id_list_on_mysql(storage):
         assert storage._purges_keys_at_once(many)
 
 
-def test_one_accounts_purge_on_mysql_steps_aside_longer_and_keeps_transactions_short(
-        storage, monkeypatch):
-    """Its writers wait for each transaction; spread over users the purge keeps its pace."""
+@pytest.mark.parametrize("skip_locked", [True, False], ids=["user-lock-last", "user-lock-first"])
+def test_one_accounts_purge_on_mysql_steps_aside_longer(storage, monkeypatch, skip_locked):
+    """Spread over users the purge keeps its pace; one account's transactions step aside longer.
+
+    On MySQL they take the user's lock last (:meth:`_purge_one_account`) and
+    may grow; where the server has no SKIP LOCKED they go behind the user's
+    lock, its writers waiting for each: they stay short.
+    """
     from syncserver.storage import sql_purge
 
     now_seconds = int(time.time())
@@ -189,29 +194,41 @@ def test_one_accounts_purge_on_mysql_steps_aside_longer_and_keeps_transactions_s
         connection.execute(items_table.insert(), one_user)
         connection.execute(storage_users_table.insert(),
                            [{"userid": 7, "last_modified": 1, "usage_bytes": 400}])
-    held_times, pauses, grown = [], [], []
-    real_transaction = storage._purge_transaction
-    real_adapt = storage._adapt_purge_rows
+    held_times, pauses, grown, ways = [], [], [], []
 
-    def watched_transaction(pieces, now):
-        purged, held = real_transaction(pieces, now)
-        held_times.append(held)
-        return purged, held
+    def watched(name):
+        real = getattr(storage, name)
+
+        def watching(pieces, now):
+            outcome = real(pieces, now)
+            held_times.append(outcome[1])
+            ways.append(name)
+            return outcome
+        monkeypatch.setattr(storage, name, watching)
+
+    watched("_purge_transaction")
+    watched("_purge_one_account")
+    real_adapt = storage._adapt_purge_rows
 
     def watched_adapt(rows, seconds, may_grow=True):
         grown.append(may_grow)
         return real_adapt(rows, seconds, may_grow)
 
-    monkeypatch.setattr(storage, "_purge_transaction", watched_transaction)
     monkeypatch.setattr(storage, "_adapt_purge_rows", watched_adapt)
     monkeypatch.setattr(sql_purge.time, "sleep", pauses.append)
+    if not skip_locked:
+        monkeypatch.setattr(storage, "_skips_locked_rows", lambda: False)
     storage._purge_rows = 50  # several transactions of the one user
     assert storage.purge_expired(now_seconds, batch_size=1000) == 400
+    with storage.engine.connect() as connection:
+        assert connection.execute(sqlalchemy.select(storage_users_table.c.usage_bytes)).scalar() == 0
     dialect = storage.database.dialect
     assert len(held_times) >= 2
     if dialect == "sqlite":
         return  # SQLite steps aside by its own rule (after a checkpoint)
     mysql = dialect in ("mysql", "mariadb")
+    user_lock_last = mysql and skip_locked
+    assert set(ways) == {"_purge_one_account" if user_lock_last else "_purge_transaction"}
     share = sql_purge._ONE_USER_YIELD_SHARE_MYSQL if mysql else sql_purge._SERVER_YIELD_SHARE
     assert pauses == pytest.approx([held * share for held in held_times])
-    assert grown == [not mysql] * len(held_times)
+    assert grown == [not mysql or user_lock_last] * len(held_times)
