@@ -121,8 +121,8 @@ def measure(kind, dataset, url, options, workdir):
             print(f"  InnoDB buffer pool {pool / 2**20:,.0f} MiB, items table {table / 2**20:,.0f} "
                   "MiB (data and indexes)", flush=True)
             if pool < table:
-                print("  note: the buffer pool is smaller than the table: the purge's reads "
-                      "evict the clients' pages (see docs/performance.rst)", flush=True)
+                print("  note: the buffer pool is smaller than the table: the purge and the "
+                      "clients read pages from disk (see docs/performance.rst)", flush=True)
         labels = ["large" if dataset == "one-user" else "small"] + ["small"] * 3
         clients = scale_server.SyncClients(server.port, list(zip(accounts, labels, strict=True)))
         clients.start()
