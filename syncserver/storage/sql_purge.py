@@ -5,8 +5,8 @@ runs in short transactions that first lock the users concerned in
 ascending order (writers lock one user, so the two never deadlock), so
 that ``syncserver-admin purge-expired`` can run from cron while the server
 serves, and a purge never interleaves with a user's write, batch append or
-commit. One exception: on MySQL/MariaDB a transaction of one account's rows
-locks the user last and never waits while holding rows (see
+commit. One exception: on MySQL/MariaDB and PostgreSQL a transaction of one
+account's rows locks the user last and never waits while holding rows (see
 :meth:`SQLPurge._purge_one_account`), so that account's writers do not wait
 for each transaction of a purge of its history.
 """
@@ -45,16 +45,16 @@ _SQLITE_YIELD_SHARE = 0.15
 #: MySQL/MariaDB and PostgreSQL: the same, for the database server's own work (see
 #: _purge_items).
 _SERVER_YIELD_SHARE = 0.5
-#: MySQL/MariaDB, a transaction of one user only (one account's expired history): it
-#: steps aside this share of its time. Measured on MariaDB, 500,000 expired rows of one
-#: account of 10^6, the default 128 MiB buffer pool, the user's lock taken last
-#: (:meth:`SQLPurge._purge_one_account`): with 0.5 every client's p99 was x1.8-1.96 of
-#: its baseline at 12,160 rows/s, with 1.5 x1.2-1.9 at 7,983 rows/s. Spread over many
-#: users it would cost the purge most of its rate (1,795 against 4,950 rows/s) for
-#: nothing. Behind the user's lock (no SKIP LOCKED) such transactions also stay at
-#: PURGE_TRANSACTION_SECONDS: the account's writers wait for each of them.
-_ONE_USER_YIELD_SHARE_MYSQL = 1.5
-#: MySQL/MariaDB, one account's purge (:meth:`SQLPurge._purge_one_account`): how long
+#: MySQL/MariaDB and PostgreSQL, a transaction of one user only (one account's expired
+#: history): it steps aside this share of its time. Measured on MariaDB, 500,000 expired
+#: rows of one account of 10^6, the default 128 MiB buffer pool, the user's lock taken
+#: last (:meth:`SQLPurge._purge_one_account`): with 0.5 every client's p99 was x1.8-1.96
+#: of its baseline at 12,160 rows/s, with 1.5 x1.2-1.9 at 7,983 rows/s. Spread over many
+#: users it would cost the purge most of its rate (MariaDB: 1,795 against 4,950 rows/s)
+#: for nothing. Behind the user's lock (MySQL without SKIP LOCKED) such transactions also
+#: stay at PURGE_TRANSACTION_SECONDS: the account's writers wait for each of them.
+_ONE_USER_YIELD_SHARE = 1.5
+#: One account's purge (:meth:`SQLPurge._purge_one_account`): how long
 #: it tries for the user's lock, held by a writer, before it gives its deletes up,
 #: and the pause between tries.
 _USER_LOCK_PATIENCE = 0.03
@@ -170,10 +170,10 @@ class SQLPurge:
                     ids = ids[:room]
                 transaction.append((user_id, collection_id, ids))
                 rows += len(ids)
-            one_user_mysql = (self.database.dialect in ("mysql", "mariadb")
-                              and len({user_id for user_id, _, _ in transaction}) == 1)
+            one_user = (self.database.dialect != "sqlite"
+                        and len({user_id for user_id, _, _ in transaction}) == 1)
             outcome = None
-            if one_user_mysql and self._skips_locked_rows():
+            if one_user and self._locks_user_last():
                 outcome = self._purge_one_account(transaction, now_seconds)
             if outcome is None:
                 count, held = self._purge_transaction(transaction, now_seconds)
@@ -182,7 +182,7 @@ class SQLPurge:
             purged += count
             # Behind the user's lock (older servers, or a writer kept the lock), that
             # user's writers wait for the whole transaction: it stays short.
-            self._adapt_purge_rows(rows, held, may_grow=not one_user_mysql or outcome is not None)
+            self._adapt_purge_rows(rows, held, may_grow=not one_user or outcome is not None)
             if self.database.dialect == "sqlite":
                 self._sqlite_after_purge_transaction(held)
             else:
@@ -190,8 +190,7 @@ class SQLPurge:
                 # --nice`` only lowers ours), and InnoDB's purge of deleted rows and
                 # its log flushes, PostgreSQL's WAL writes, share the CPUs and disk
                 # with the server's queries: leave them some room.
-                time.sleep(held * (_ONE_USER_YIELD_SHARE_MYSQL if one_user_mysql
-                                   else _SERVER_YIELD_SHARE))
+                time.sleep(held * (_ONE_USER_YIELD_SHARE if one_user else _SERVER_YIELD_SHARE))
         self._purge_floor = (now_seconds, keys[-1][0])
         return purged, len(keys)
 
@@ -234,7 +233,7 @@ class SQLPurge:
         return purged, held
 
     def _purge_one_account(self, pieces, now_seconds):
-        """MySQL: one user's ``pieces`` deleted with that user's lock taken last, for a moment.
+        """One user's ``pieces`` deleted with that user's lock taken last, for a moment.
 
         Each piece's expired rows that no writer holds are locked (SKIP
         LOCKED) and deleted; then the user's row is locked, without waiting,
@@ -246,9 +245,7 @@ class SQLPurge:
         deadlock with a writer (who takes the user's lock first), and the
         account's writers wait only to write a row the purge holds, not for
         every transaction as they would behind the user's lock (measured on
-        MariaDB: their p99 x3.6-4.6 of baseline, now x1.6-1.9). The rows go
-        by primary-key lookups (JSON_TABLE, eq_ref): an id list may be read
-        as a range of the user's keys, waiting for a row a writer holds.
+        MariaDB: their p99 x3.6-4.6 of baseline, now x1.6-1.9).
 
         A row a writer holds is left alone: it is being rewritten or
         deleted (or, should that write fail, the next purge run takes it).
@@ -270,10 +267,7 @@ class SQLPurge:
                     if rows:
                         locked.append((user_id, collection_id, [item_id for item_id, _ in rows]))
                         freed += sum(size for _, size in rows)
-                purged = 0
-                if locked:
-                    purged = connection.execute(schema.PURGE_KEYS, schema.purge_keys_params(
-                        self.database.dialect, locked, now_seconds)).rowcount
+                purged = self._delete_locked(connection, locked, now_seconds) if locked else 0
                 if freed:
                     waited = self._lock_user_briefly(connection, user_id) or waited
                     connection.execute(schema.SUBTRACT_USAGE,
@@ -287,6 +281,19 @@ class SQLPurge:
         elif self._purge_quiet_since is None:
             self._purge_quiet_since = time.monotonic()
         return purged, held
+
+    def _delete_locked(self, connection, pieces, now_seconds):
+        """Delete exactly the rows of ``pieces``, all locked by us; returns how many went.
+
+        MySQL: by primary-key lookups (JSON_TABLE, eq_ref): an id list may
+        be read as a range of the user's keys, waiting for a row a writer
+        holds. PostgreSQL's DELETE locks only the rows it deletes.
+        """
+        params = schema.purge_keys_params(self.database.dialect, pieces, now_seconds)
+        if self.database.dialect == "postgresql":
+            return sum(count for _, count, _ in connection.execute(
+                schema.PURGE_KEYS_BY_USER, params).all())
+        return connection.execute(schema.PURGE_KEYS, params).rowcount
 
     def _lock_user_briefly(self, connection, user_id):
         """Lock the user's row without ever waiting on it; True if it was busy at first.
@@ -306,9 +313,14 @@ class SQLPurge:
             time.sleep(_USER_LOCK_RETRY_SECONDS)
         return busy
 
-    def _skips_locked_rows(self):
-        """True where ``SKIP LOCKED`` and JSON_TABLE exist: MariaDB 10.6, MySQL 8.0.4 and later."""
+    def _locks_user_last(self):
+        """True where :meth:`_purge_one_account` can run: PostgreSQL, MariaDB 10.6, MySQL 8.0.4.
+
+        It needs ``SKIP LOCKED`` and, on MySQL, JSON_TABLE (:meth:`_delete_locked`).
+        """
         dialect = self._engine.dialect
+        if dialect.name == "postgresql":
+            return True
         since = schema.JSON_TABLE_SINCE["mariadb" if dialect.is_mariadb else "mysql"]
         return (dialect.server_version_info or ()) >= since
 

@@ -177,12 +177,13 @@ def test_one_large_accounts_purge_deletes_by_its_id_list_on_mysql(storage):
 
 
 @pytest.mark.parametrize("skip_locked", [True, False], ids=["user-lock-last", "user-lock-first"])
-def test_one_accounts_purge_on_mysql_steps_aside_longer(storage, monkeypatch, skip_locked):
+def test_one_accounts_purge_steps_aside_longer(storage, monkeypatch, skip_locked):
     """Spread over users the purge keeps its pace; one account's transactions step aside longer.
 
-    On MySQL they take the user's lock last (:meth:`_purge_one_account`) and
-    may grow; where the server has no SKIP LOCKED they go behind the user's
-    lock, its writers waiting for each: they stay short.
+    On MySQL and PostgreSQL they take the user's lock last
+    (:meth:`_purge_one_account`) and may grow; where the server has no SKIP
+    LOCKED they go behind the user's lock, its writers waiting for each:
+    they stay short.
     """
     from syncserver.storage import sql_purge
 
@@ -217,7 +218,7 @@ def test_one_accounts_purge_on_mysql_steps_aside_longer(storage, monkeypatch, sk
     monkeypatch.setattr(storage, "_adapt_purge_rows", watched_adapt)
     monkeypatch.setattr(sql_purge.time, "sleep", pauses.append)
     if not skip_locked:
-        monkeypatch.setattr(storage, "_skips_locked_rows", lambda: False)
+        monkeypatch.setattr(storage, "_locks_user_last", lambda: False)
     storage._purge_rows = 50  # several transactions of the one user
     assert storage.purge_expired(now_seconds, batch_size=1000) == 400
     with storage.engine.connect() as connection:
@@ -226,9 +227,7 @@ def test_one_accounts_purge_on_mysql_steps_aside_longer(storage, monkeypatch, sk
     assert len(held_times) >= 2
     if dialect == "sqlite":
         return  # SQLite steps aside by its own rule (after a checkpoint)
-    mysql = dialect in ("mysql", "mariadb")
-    user_lock_last = mysql and skip_locked
-    assert set(ways) == {"_purge_one_account" if user_lock_last else "_purge_transaction"}
-    share = sql_purge._ONE_USER_YIELD_SHARE_MYSQL if mysql else sql_purge._SERVER_YIELD_SHARE
-    assert pauses == pytest.approx([held * share for held in held_times])
-    assert grown == [not mysql or user_lock_last] * len(held_times)
+    assert set(ways) == {"_purge_one_account" if skip_locked else "_purge_transaction"}
+    assert pauses == pytest.approx([held * sql_purge._ONE_USER_YIELD_SHARE
+                                    for held in held_times])
+    assert grown == [skip_locked] * len(held_times)

@@ -1,4 +1,4 @@
-"""MySQL/MariaDB: one account's purge takes the user's lock last, and never waits holding rows.
+"""MySQL/MariaDB, PostgreSQL: one account's purge takes the user's lock last, never waits holding rows.
 
 Each test holds real locks from a second connection (as a writer of the
 server would) at the moment the purge has deleted its rows and is about to
@@ -22,22 +22,31 @@ COLLECTION = 1
 EXPIRED, LIVE = 40, 10
 
 
+@pytest.fixture(params=["mysql", "postgresql"])
+def url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
 @pytest.fixture
-def storage(mysql_url):
-    built = sql_storage(mysql_url)
-    if not built._skips_locked_rows():
+def storage(url):
+    built = sql_storage(url)
+    if not built._locks_user_last():
         built.close()
-        pytest.fail("this MariaDB/MySQL has no SKIP LOCKED (MariaDB 10.6, MySQL 8.0.1 have)")
+        pytest.fail("this MariaDB/MySQL has no SKIP LOCKED and JSON_TABLE "
+                    "(MariaDB 10.6, MySQL 8.0.4 have)")
     yield built
     built.close()
 
 
 @pytest.fixture
-def writer(mysql_url):
+def writer(url):
     """A second connection, as one of the server's writers (lock waits give up after 5 s)."""
-    engine = sqlalchemy.create_engine(mysql_url, isolation_level="READ COMMITTED")
+    engine = sqlalchemy.create_engine(url, isolation_level="READ COMMITTED")
     connection = engine.connect()
-    connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 5")
+    if engine.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET lock_timeout = '5s'")
+    else:
+        connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 5")
     connection.commit()
     yield connection
     connection.close()
