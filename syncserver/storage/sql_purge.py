@@ -134,7 +134,7 @@ class SQLPurge:
         SQLite, and MySQL without JSON_TABLE: statements per user and
         collection). Each transaction first locks its users' rows in
         ascending order (writers lock one user, so the two never deadlock;
-        on MySQL a transaction of one user locks it last instead,
+        on MySQL and PostgreSQL a transaction of one user locks it last,
         :meth:`_purge_one_account`) and takes about
         :data:`PURGE_TRANSACTION_SECONDS`: the number of rows per
         transaction adapts to how fast the database deletes them. A row

@@ -330,9 +330,10 @@ PURGE_ITEMS = items_table.delete().where(_PURGEABLE)
 PURGE_ITEMS_RETURNING_SIZES = PURGE_ITEMS.returning(_items.payload_size)
 PURGEABLE_USAGE = select(func.count(), func.coalesce(func.sum(_items.payload_size), 0)).where(
     _PURGEABLE)
-#: MySQL, one account's purge (the user's lock taken last): its expired rows that
-#: no writer holds, locked; then those go by id (PURGE_ITEMS) and the user is locked
-#: without waiting, so that the purge never waits while holding rows.
+#: One account's purge on MySQL and PostgreSQL (the user's lock taken last): its
+#: expired rows that no writer holds, locked; then those go by their keys (PURGE_KEYS,
+#: PURGE_KEYS_BY_USER) and the user is locked without waiting, so that the purge
+#: never waits while holding rows.
 LOCK_PURGEABLE_SKIPPING = select(_items.id, _items.payload_size).where(
     _PURGEABLE).with_for_update(skip_locked=True)
 LOCK_USER_SKIPPING = select(_users.userid).where(
