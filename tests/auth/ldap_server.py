@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import textwrap
+import time
 
 from tests.services import free_port, wait_for_port
 
@@ -195,9 +196,19 @@ class SlapdServer:
             self.process = None
 
     def freeze(self):
-        """SIGSTOP: connections are accepted by the kernel but nothing answers."""
+        """SIGSTOP: connections are accepted by the kernel but nothing answers.
+
+        Returns once every thread of slapd is stopped: the signal is only
+        sent by ``kill``, and a busy thread could still answer a request
+        sent right after it (seen once under the parallel suite).
+        """
         self.process.send_signal(signal.SIGSTOP)
         self.frozen = True
+        deadline = time.monotonic() + 10
+        while not _all_threads_stopped(self.process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError("slapd did not stop after SIGSTOP")
+            time.sleep(0.005)
 
     def thaw(self):
         if self.frozen and self.process is not None:
@@ -231,3 +242,16 @@ def directory_settings(uri, sqluri, **overrides):
     }
     settings.update(overrides)
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def _all_threads_stopped(pid):
+    """True when every thread of ``pid`` is in the stopped state (Linux /proc)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                state = stat.read().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            continue  # a thread that just ended
+        if state not in ("T", "t"):
+            return False
+    return True
