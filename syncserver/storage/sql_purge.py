@@ -226,10 +226,7 @@ class SQLPurge:
             waited = waited or self._writers_waiting(connection)
         # The locks are held until the commit is done (MySQL's flushes its log to disk).
         held = time.monotonic() - started
-        if waited:
-            self._purge_quiet_since = None
-        elif self._purge_quiet_since is None:
-            self._purge_quiet_since = time.monotonic()
+        self._note_contention(waited)
         return purged, held
 
     def _purge_one_account(self, pieces, now_seconds):
@@ -273,14 +270,18 @@ class SQLPurge:
                     connection.execute(schema.SUBTRACT_USAGE,
                                        {"k_userid": user_id, "v_bytes": freed})
         except _UserLockBusy:
-            self._purge_quiet_since = None
+            self._note_contention(True)
             return None
         held = time.monotonic() - started
+        self._note_contention(waited)
+        return purged, held
+
+    def _note_contention(self, waited):
+        """Remember since when no purge transaction waited or was waited for (_adapt_purge_rows)."""
         if waited:
             self._purge_quiet_since = None
         elif self._purge_quiet_since is None:
             self._purge_quiet_since = time.monotonic()
-        return purged, held
 
     def _delete_locked(self, connection, pieces, now_seconds):
         """Delete exactly the rows of ``pieces``, all locked by us; returns how many went.
