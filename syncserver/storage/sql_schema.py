@@ -364,7 +364,7 @@ PURGE_KEYS_BY_USER = select(
 _PURGE_KEYS_JOIN = (
     "JSON_TABLE(:keys, '$[*]' COLUMNS (userid BIGINT PATH '$[0]',"
     " collection INT PATH '$[1]', id VARBINARY(64) PATH '$[2]')) AS purged_keys"
-    " JOIN items ON items.userid = purged_keys.userid"
+    " STRAIGHT_JOIN items FORCE INDEX (PRIMARY) ON items.userid = purged_keys.userid"
     " AND items.collection = purged_keys.collection AND items.id = purged_keys.id"
     " WHERE items.ttl <= :now_seconds")
 PURGEABLE_KEYS_USAGE = text(
@@ -477,8 +477,9 @@ SUBTRACT_USAGES = {
         " FROM unnest(CAST(:userids AS BIGINT[]), CAST(:bytes AS BIGINT[]))"
         " AS freed(userid, bytes) WHERE storage_users.userid = freed.userid"),
     "mysql": text(
-        "UPDATE storage_users JOIN JSON_TABLE(:freed, '$[*]' COLUMNS ("
+        "UPDATE JSON_TABLE(:freed, '$[*]' COLUMNS ("
         "userid BIGINT PATH '$[0]', bytes BIGINT PATH '$[1]')) AS freed"
+        " STRAIGHT_JOIN storage_users FORCE INDEX (PRIMARY)"
         " ON storage_users.userid = freed.userid"
         " SET storage_users.usage_bytes = storage_users.usage_bytes - freed.bytes"),
 }
