@@ -16,7 +16,7 @@ import sqlalchemy
 from sqlalchemy import exc
 
 from syncserver.db import engines
-from syncserver.db.errors import is_transient_conflict, translate_errors
+from syncserver.db.errors import is_deadlock, is_transient_conflict, translate_errors
 from syncserver.errors import BackendUnavailable, ConfigError
 from syncserver.extras import missing_module
 
@@ -82,15 +82,30 @@ class Database:
         (then it raises ``unavailable``); outages raise ``unavailable`` at
         once. ``what`` names the work in the INFO line of each retry.
         """
-        for attempt in range(attempts):
-            try:
-                with self.writing(unavailable) as connection:
-                    return work(connection)
-            except unavailable as error:
-                if attempt == attempts - 1 or not is_transient_conflict(error.__cause__):
-                    raise
-                logger.info("%s retried after %s", what, error)
-        raise AssertionError("unreachable")
+        for attempt in self.attempts(unavailable, is_transient_conflict, attempts, what):
+            with attempt, self.writing(unavailable) as connection:
+                return work(connection)
+
+    @staticmethod
+    def attempts(unavailable=BackendUnavailable, retry_on=is_deadlock, attempts=3,
+                 what="write"):
+        """Tries of a block, for writers whose transaction is a ``with`` block::
+
+            for attempt in database.attempts(StorageUnavailable):
+                with attempt, database.writing(StorageUnavailable) as connection:
+                    ...
+
+        The loop ends after the first try that raises nothing. An
+        ``unavailable`` error caused by a conflict ``retry_on`` accepts (by
+        default a deadlock, which the database resolved by rolling this
+        transaction back) is logged at INFO and the block runs again, up to
+        ``attempts`` times; the last try's error, and any other, propagate.
+        """
+        for number in range(1, attempts + 1):
+            attempt = _Attempt(unavailable, retry_on if number < attempts else None, what)
+            yield attempt
+            if attempt.succeeded:
+                return
 
     def translating(self, unavailable=BackendUnavailable):
         """Outages inside the block raise ``unavailable`` (for work outside these two helpers)."""
@@ -120,3 +135,26 @@ class Database:
     def close(self):
         """Close every pooled connection (the object can still be used: it reconnects)."""
         engines.dispose(self.engine)
+
+
+class _Attempt:
+    """One try of :meth:`Database.attempts`: swallows a conflict worth another try."""
+
+    def __init__(self, unavailable, retry_on, what):
+        self._unavailable = unavailable
+        self._retry_on = retry_on  # None: the last try
+        self._what = what
+        self.succeeded = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            self.succeeded = True
+            return False
+        if (self._retry_on is None or not isinstance(error, self._unavailable)
+                or not self._retry_on(error.__cause__)):
+            return False
+        logger.info("%s retried after %s", self._what, error)
+        return True

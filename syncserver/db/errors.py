@@ -12,7 +12,8 @@ from sqlalchemy import exc
 
 # MySQL/MariaDB "deadlock found" (1213) and "lock wait timeout" (1205);
 # PostgreSQL deadlock (40P01) and serialization failure (40001).
-_MYSQL_CONFLICT_CODES = frozenset({1213, 1205})
+_MYSQL_DEADLOCK = 1213
+_MYSQL_CONFLICT_CODES = frozenset({_MYSQL_DEADLOCK, 1205})
 _POSTGRESQL_CONFLICT_STATES = frozenset({"40P01", "40001"})
 
 
@@ -27,6 +28,20 @@ def is_transient_conflict(error):
         return True
     args = getattr(original, "args", None)
     return bool(args) and args[0] in _MYSQL_CONFLICT_CODES
+
+
+def is_deadlock(error):
+    """True when ``error`` is a deadlock (or serialization failure) the database ended at once.
+
+    Unlike a lock wait timeout, nothing waited long: running the rolled-back
+    transaction again is cheap and, the other transaction having gone on,
+    normally succeeds.
+    """
+    original = getattr(error, "orig", None)
+    if getattr(original, "sqlstate", None) in _POSTGRESQL_CONFLICT_STATES:
+        return True
+    args = getattr(original, "args", None)
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
 
 
 def is_unavailable(error):
