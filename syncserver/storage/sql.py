@@ -6,7 +6,9 @@ How it keeps the consistency rules of :mod:`syncserver.storage`:
   ``storage_users`` row (``SELECT ... FOR UPDATE``; on SQLite ``BEGIN
   IMMEDIATE`` already serializes writers). The X-If-Unmodified-Since check,
   the stamp and the write therefore never interleave with another write of
-  the same user, while different users never wait for each other.
+  the same user, while different users never wait for each other. A write
+  the database rolls back for a deadlock (see :meth:`SQLStorage._attempts`)
+  runs again from its start.
 - ``storage_users.last_modified`` remembers the last stamp given to the user,
   so stamps stay strictly increasing across deletions and clock jumps.
 - ``storage_users.usage_bytes`` is the running total of the user's payload
@@ -162,6 +164,18 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
                 lock.save()
         except exc.IntegrityError as error:
             raise ConflictError("the write collided with a concurrent change") from error
+
+    def _attempts(self):
+        """Tries of a write (:meth:`Database.attempts`): one a deadlock ended runs again.
+
+        Writers lock the user first, so they never deadlock each other; a
+        purge of one account takes the user's lock last, and MariaDB has been
+        seen to wait (not skip) on that ``SKIP LOCKED``, then roll back
+        whichever of the two weighed less, often the writer. Each write's
+        block therefore runs again from the start: what it needs from before
+        the block must survive a try unchanged.
+        """
+        return self.database.attempts(StorageUnavailable, what="storage write")
 
     def _lock_user(self, connection, user_id, collection_id, item_id=None):
         params = {"userid": user_id, "collection": collection_id or 0}
@@ -436,17 +450,18 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         collection_id = self._collection_id(collection, create=True)
         by_collection = if_unmodified_since if precondition == "collection" else None
         only_id = next(iter(writes)) if len(writes) == 1 else None
-        with self._writing(user_id, collection_id, by_collection, quota_kb,
-                           item_id=only_id) as lock:
-            stamp = lock.next_stamp(now)
-            modified, stamped = write_items(
-                lock, writes, stamp, rules, self._executemany,
-                if_item_unmodified_since=(if_unmodified_since if precondition == "item"
-                                          else None))
-            if not (stamped or rules.stamp_collection_always):
-                return WriteResult(now, modified, lock.quota_left_kb)
-            lock.record(stamp)
-            return WriteResult(stamp, modified, lock.quota_left_kb)
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, by_collection, quota_kb,
+                                        item_id=only_id) as lock:
+                stamp = lock.next_stamp(now)
+                modified, stamped = write_items(
+                    lock, writes, stamp, rules, self._executemany,
+                    if_item_unmodified_since=(if_unmodified_since if precondition == "item"
+                                              else None))
+                if not (stamped or rules.stamp_collection_always):
+                    return WriteResult(now, modified, lock.quota_left_kb)
+                lock.record(stamp)
+                return WriteResult(stamp, modified, lock.quota_left_kb)
 
     def check_quota(self, user_id, quota_kb):
         """One primary-key read of the user's own quota and usage total."""
@@ -464,18 +479,20 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         if collection_id is None:
             return None
         by_collection = if_unmodified_since if precondition == "collection" else None
-        with self._writing(user_id, collection_id, by_collection) as lock:
-            params = {"userid": user_id, "collection": collection_id, "ids": [item_id]}
-            if precondition == "item":
-                row = lock.connection.execute(schema.EXISTING_ITEM, {
-                    "userid": user_id, "collection": collection_id, "id": item_id}).first()
-                if row is None or row.ttl <= int(time.time()):
-                    return None  # missing or expired: nothing to delete, nothing stamped
-                if if_unmodified_since is not None and (row.modified or 0) > if_unmodified_since:
-                    raise PreconditionFailed(row.modified)
-            deleted, size = self._delete_counted(lock.connection, ("ids",), params, few=True)
-            lock.add_usage(-size)
-            return self._stamp_deletion(lock, deleted, now)
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, by_collection) as lock:
+                params = {"userid": user_id, "collection": collection_id, "ids": [item_id]}
+                if precondition == "item":
+                    row = lock.connection.execute(schema.EXISTING_ITEM, {
+                        "userid": user_id, "collection": collection_id, "id": item_id}).first()
+                    if row is None or row.ttl <= int(time.time()):
+                        return None  # missing or expired: nothing to delete, nothing stamped
+                    if (if_unmodified_since is not None
+                            and (row.modified or 0) > if_unmodified_since):
+                        raise PreconditionFailed(row.modified)
+                deleted, size = self._delete_counted(lock.connection, ("ids",), params, few=True)
+                lock.add_usage(-size)
+                return self._stamp_deletion(lock, deleted, now)
 
     def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
         """Filters only: one DELETE (and the sum of what it frees). With limit/offset:
@@ -486,19 +503,21 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         shape, params = schema.query_shape(query)
         params.update(userid=user_id, collection=collection_id)
         filters, _sort, limited, offset = shape
-        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
-            connection = lock.connection
-            if limited or offset:
-                keys = connection.execute(
-                    schema.select_items(("id",), shape, False), params).scalars().all()
-                if not keys:
-                    return None
-                params = {"userid": user_id, "collection": collection_id, "ids": keys}
-                filters = ("ids",)
-            deleted, size = self._delete_counted(connection, filters, params,
-                                                 few=filters == ("ids",))
-            lock.add_usage(-size)
-            return self._stamp_deletion(lock, deleted, now)
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, if_unmodified_since) as lock:
+                connection = lock.connection
+                deleting, by = filters, params
+                if limited or offset:
+                    keys = connection.execute(
+                        schema.select_items(("id",), shape, False), params).scalars().all()
+                    if not keys:
+                        return None
+                    deleting = ("ids",)
+                    by = {"userid": user_id, "collection": collection_id, "ids": keys}
+                deleted, size = self._delete_counted(connection, deleting, by,
+                                                     few=deleting == ("ids",))
+                lock.add_usage(-size)
+                return self._stamp_deletion(lock, deleted, now)
 
     def _executemany(self, connection, statement, rows):
         """Run ``statement`` (Core) once per row, its SQL compiled once per backend.
@@ -529,36 +548,40 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
     def delete_collection(self, user_id, collection, now, if_unmodified_since=None):
         """Items (their bytes leave the usage), batches and the collection's row; then stamp."""
         collection_id = self._collection_id(collection, create=False)
-        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
-            if collection_id is not None:
-                connection = lock.connection
-                params = {"userid": user_id, "collection": collection_id}
-                _, size = self._delete_counted(connection, (), params, few=False)
-                lock.add_usage(-size)
-                connection.execute(schema.DELETE_COLLECTION_STAGED, params)
-                connection.execute(schema.DELETE_COLLECTION_BATCHES, params)
-                connection.execute(schema.DELETE_COLLECTION_STAMP, params)
-            stamp = lock.next_stamp(now)
-            lock.record_storage(stamp)
-            return stamp
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, if_unmodified_since) as lock:
+                if collection_id is not None:
+                    connection = lock.connection
+                    params = {"userid": user_id, "collection": collection_id}
+                    _, size = self._delete_counted(connection, (), params, few=False)
+                    lock.add_usage(-size)
+                    connection.execute(schema.DELETE_COLLECTION_STAGED, params)
+                    connection.execute(schema.DELETE_COLLECTION_BATCHES, params)
+                    connection.execute(schema.DELETE_COLLECTION_STAMP, params)
+                stamp = lock.next_stamp(now)
+                lock.record_storage(stamp)
+                return stamp
 
     def delete_storage(self, user_id, now, if_unmodified_since=None):
         """Everything of the user but its row; the deletion is stamped, whatever it found."""
-        with self._writing(user_id, None, if_unmodified_since, precondition="storage") as lock:
-            self._delete_user_data(lock)
-            lock.add_usage(-lock.usage_bytes)  # nothing is left
-            stamp = lock.next_stamp(now)
-            lock.record_storage(stamp)
-            return stamp
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, None, if_unmodified_since,
+                                        precondition="storage") as lock:
+                self._delete_user_data(lock)
+                lock.add_usage(-lock.usage_bytes)  # nothing is left
+                stamp = lock.next_stamp(now)
+                lock.record_storage(stamp)
+                return stamp
 
     def delete_user(self, user_id):
         """The user's data goes; its row stays as a tombstone (quota and usage reset)."""
         # The user's lock comes first, as for writers (even when the row must be
         # created for it), so the two never wait for each other in opposite orders.
-        with self._writing(user_id, None, deleted_user="allow") as lock:
-            self._delete_user_data(lock)
-            lock.connection.execute(schema.TOMBSTONE_USER, {
-                "k_userid": user_id, "v_deleted_at": int(time.time())})
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, None, deleted_user="allow") as lock:
+                self._delete_user_data(lock)
+                lock.connection.execute(schema.TOMBSTONE_USER, {
+                    "k_userid": user_id, "v_deleted_at": int(time.time())})
 
     @staticmethod
     def _delete_user_data(lock):
@@ -585,25 +608,26 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         """Delete the ids being restored, insert them as given, move the stamps forward."""
         records = list({record.id: record for record in records}.values())
         collection_id = self._collection_id(collection, create=True)
-        with self._writing(user_id, collection_id, deleted_user="revive") as lock:
-            connection = lock.connection
-            owner = {"userid": user_id, "collection": collection_id}
-            if records:
-                _, replaced_size = self._delete_counted(connection, ("ids",), {
-                    **owner, "ids": [record.id for record in records]}, few=True)
-                rows = [{
-                    **owner, "id": record.id, "sortindex": record.sortindex,
-                    "parentid": record.parentid, "predecessorid": record.predecessorid,
-                    "payload": record.payload, "modified": record.modified,
-                    "payload_size": payload_size(record.payload),
-                    "ttl": record.expires} for record in records]
-                self._executemany(connection, schema.INSERT_ITEM, rows)
-                lock.add_usage(sum(row["payload_size"] for row in rows) - replaced_size)
-            stamp = max([lock.collection_ts or 0, timestamp]
-                        + [record.modified or 0 for record in records])
-            if stamp != lock.collection_ts:
-                lock.record(stamp)
-            return stamp
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, deleted_user="revive") as lock:
+                connection = lock.connection
+                owner = {"userid": user_id, "collection": collection_id}
+                if records:
+                    _, replaced_size = self._delete_counted(connection, ("ids",), {
+                        **owner, "ids": [record.id for record in records]}, few=True)
+                    rows = [{
+                        **owner, "id": record.id, "sortindex": record.sortindex,
+                        "parentid": record.parentid, "predecessorid": record.predecessorid,
+                        "payload": record.payload, "modified": record.modified,
+                        "payload_size": payload_size(record.payload),
+                        "ttl": record.expires} for record in records]
+                    self._executemany(connection, schema.INSERT_ITEM, rows)
+                    lock.add_usage(sum(row["payload_size"] for row in rows) - replaced_size)
+                stamp = max([lock.collection_ts or 0, timestamp]
+                            + [record.modified or 0 for record in records])
+                if stamp != lock.collection_ts:
+                    lock.record(stamp)
+                return stamp
 
     # -- administration -----------------------------------------------------
 
@@ -632,9 +656,10 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
 
     def set_user_quota(self, user_id, quota_kb):
         """Under the user's lock, which creates the user's row when it is missing."""
-        with self._writing(user_id, None) as lock:
-            lock.connection.execute(schema.SET_USER_QUOTA, {
-                "k_userid": user_id, "v_quota_kb": quota_kb})
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, None) as lock:
+                lock.connection.execute(schema.SET_USER_QUOTA, {
+                    "k_userid": user_id, "v_quota_kb": quota_kb})
 
 
 def _check_precondition_kind(precondition):

@@ -51,11 +51,12 @@ class SQLBatches:
         """One INSERT under the user's lock (which refuses a deleted user)."""
         collection_id = self._collection_id(collection, create=True)
         batch_id = secrets.token_hex(12)
-        with self._writing(user_id, collection_id) as lock:
-            lock.connection.execute(schema.INSERT_BATCH, {
-                "id": batch_id, "userid": user_id, "collection": collection_id,
-                "created": now, "expires": now + int(lifetime_seconds) * 100,
-                "records": 0, "payload_bytes": 0})
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id) as lock:
+                lock.connection.execute(schema.INSERT_BATCH, {
+                    "id": batch_id, "userid": user_id, "collection": collection_id,
+                    "created": now, "expires": now + int(lifetime_seconds) * 100,
+                    "records": 0, "payload_bytes": 0})
         return batch_id
 
     def append_to_batch(self, user_id, collection, batch_id, items, now, *, quota_kb=None,
@@ -63,79 +64,82 @@ class SQLBatches:
         """Find the batch, count what it would hold, then INSERT new ids and UPDATE staged ones."""
         collection_id = self._batch_collection(collection, batch_id)
         writes = merge_writes(items)
-        with self._writing(user_id, collection_id) as lock:
-            batch = _open_batch(lock, batch_id, now)
-            staged = _staged_sizes(lock, batch_id, writes)
-            records, total_bytes = _totals(batch, staged, writes, max_total_records,
-                                           max_total_bytes)
-            _check_quota(lock, quota_kb, total_bytes)
-            inserts, updates = [], {}
-            for item_id, fields in writes.items():
-                values = {name: fields.get(name) for name in schema.STAGED_COLUMNS[1:]}
-                if item_id not in staged:
-                    inserts.append({"batch": batch_id, "id": item_id, **values,
-                                    "payload_size": payload_size(values["payload"])})
-                    continue
-                changed = {"v_" + name: value for name, value in values.items()
-                           if value is not None}
-                if "v_payload" in changed:
-                    changed["v_payload_size"] = payload_size(changed["v_payload"])
-                if changed:
-                    key = tuple(sorted(changed))
-                    updates.setdefault(key, []).append(
-                        {**changed, "k_batch": batch_id, "k_id": item_id})
-            connection = lock.connection
-            if inserts:
-                self._executemany(connection, schema.INSERT_STAGED, inserts)
-            for key, rows in updates.items():
-                self._executemany(connection, schema.update_staged(key), rows)
-            connection.execute(schema.UPDATE_BATCH_TOTALS, {
-                "k_batch": batch_id, "v_records": records, "v_payload_bytes": total_bytes})
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id) as lock:
+                batch = _open_batch(lock, batch_id, now)
+                staged = _staged_sizes(lock, batch_id, writes)
+                records, total_bytes = _totals(batch, staged, writes, max_total_records,
+                                               max_total_bytes)
+                _check_quota(lock, quota_kb, total_bytes)
+                inserts, updates = [], {}
+                for item_id, fields in writes.items():
+                    values = {name: fields.get(name) for name in schema.STAGED_COLUMNS[1:]}
+                    if item_id not in staged:
+                        inserts.append({"batch": batch_id, "id": item_id, **values,
+                                        "payload_size": payload_size(values["payload"])})
+                        continue
+                    changed = {"v_" + name: value for name, value in values.items()
+                               if value is not None}
+                    if "v_payload" in changed:
+                        changed["v_payload_size"] = payload_size(changed["v_payload"])
+                    if changed:
+                        key = tuple(sorted(changed))
+                        updates.setdefault(key, []).append(
+                            {**changed, "k_batch": batch_id, "k_id": item_id})
+                connection = lock.connection
+                if inserts:
+                    self._executemany(connection, schema.INSERT_STAGED, inserts)
+                for key, rows in updates.items():
+                    self._executemany(connection, schema.update_staged(key), rows)
+                connection.execute(schema.UPDATE_BATCH_TOTALS, {
+                    "k_batch": batch_id, "v_records": records, "v_payload_bytes": total_bytes})
 
     def commit_batch(self, user_id, collection, batch_id, items, now, *,
                      if_unmodified_since=None, quota_kb=None, max_total_records,
                      max_total_bytes):
         """Precondition, batch, limits, quota; the staged rows in chunks; the batch goes."""
         collection_id = self._batch_collection(collection, batch_id)
-        pending = merge_writes(items)
-        with self._writing(user_id, collection_id, if_unmodified_since) as lock:
-            batch = _open_batch(lock, batch_id, now)
-            staged = _staged_sizes(lock, batch_id, pending)
-            _records, total_bytes = _totals(batch, staged, pending, max_total_records,
-                                            max_total_bytes)
-            _check_quota(lock, quota_kb, total_bytes)
-            connection = lock.connection
-            stamp = lock.next_stamp(now)
-            modified = {}
-            after = None
-            while True:
-                if after is None:
-                    rows = connection.execute(schema.STAGED_FIRST_CHUNK, {
-                        "batch": batch_id, "chunk": COMMIT_CHUNK}).all()
-                else:
-                    rows = connection.execute(schema.STAGED_CHUNK, {
-                        "batch": batch_id, "after_id": after, "chunk": COMMIT_CHUNK}).all()
-                if not rows:
-                    break
-                chunk = {}
-                for row in rows:
-                    fields = {name: value for name, value in zip(schema.STAGED_COLUMNS[1:],
-                                                                  row[1:], strict=True)
-                              if value is not None}
-                    fields.update(pending.pop(row[0], {}))
-                    chunk[row[0]] = fields
-                modified.update(write_items(lock, chunk, stamp, SYNC15_BATCH_COMMIT,
-                                            self._executemany)[0])
-                after = rows[-1][0]
-                if len(rows) < COMMIT_CHUNK:
-                    break
-            if pending:
-                modified.update(write_items(lock, pending, stamp, SYNC15_BATCH_COMMIT,
-                                            self._executemany)[0])
-            connection.execute(schema.DELETE_STAGED, {"batch": batch_id})
-            connection.execute(schema.DELETE_BATCH, {"batch": batch_id})
-            lock.record(stamp)
-            return WriteResult(stamp, modified, lock.quota_left_kb)
+        writes = merge_writes(items)
+        for attempt in self._attempts():
+            with attempt, self._writing(user_id, collection_id, if_unmodified_since) as lock:
+                pending = dict(writes)  # emptied as staged rows take their fields
+                batch = _open_batch(lock, batch_id, now)
+                staged = _staged_sizes(lock, batch_id, pending)
+                _records, total_bytes = _totals(batch, staged, pending, max_total_records,
+                                                max_total_bytes)
+                _check_quota(lock, quota_kb, total_bytes)
+                connection = lock.connection
+                stamp = lock.next_stamp(now)
+                modified = {}
+                after = None
+                while True:
+                    if after is None:
+                        rows = connection.execute(schema.STAGED_FIRST_CHUNK, {
+                            "batch": batch_id, "chunk": COMMIT_CHUNK}).all()
+                    else:
+                        rows = connection.execute(schema.STAGED_CHUNK, {
+                            "batch": batch_id, "after_id": after, "chunk": COMMIT_CHUNK}).all()
+                    if not rows:
+                        break
+                    chunk = {}
+                    for row in rows:
+                        fields = {name: value for name, value in zip(schema.STAGED_COLUMNS[1:],
+                                                                      row[1:], strict=True)
+                                  if value is not None}
+                        fields.update(pending.pop(row[0], {}))
+                        chunk[row[0]] = fields
+                    modified.update(write_items(lock, chunk, stamp, SYNC15_BATCH_COMMIT,
+                                                self._executemany)[0])
+                    after = rows[-1][0]
+                    if len(rows) < COMMIT_CHUNK:
+                        break
+                if pending:
+                    modified.update(write_items(lock, pending, stamp, SYNC15_BATCH_COMMIT,
+                                                self._executemany)[0])
+                connection.execute(schema.DELETE_STAGED, {"batch": batch_id})
+                connection.execute(schema.DELETE_BATCH, {"batch": batch_id})
+                lock.record(stamp)
+                return WriteResult(stamp, modified, lock.quota_left_kb)
 
     def _batch_collection(self, collection, batch_id):
         """The collection's id, or BatchNotFound (a well-formed id's collection has one)."""

@@ -11,13 +11,16 @@ account's rows locks the user last and never waits while holding rows (see
 for each transaction of a purge of its history.
 """
 
+import logging
 import time
 
 from sqlalchemy import exc
 
-from syncserver.db.errors import is_unavailable
+from syncserver.db.errors import is_deadlock, is_unavailable
 from syncserver.storage import DELETED_USER_RETENTION_SECONDS, StorageUnavailable
 from syncserver.storage import sql_schema as schema
+
+logger = logging.getLogger(__name__)
 
 #: How long one purge transaction should hold its users' locks (seconds) while
 #: writers are about.
@@ -204,26 +207,27 @@ class SQLPurge:
         locks, commit included (from when it had them: waiting for them says
         nothing of the rate).
         """
-        asked = time.monotonic()
-        with self.database.writing(StorageUnavailable) as connection:
-            if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
-                # A user without a row was deleted meanwhile (with these items)
-                # or loaded without one: no writer holds it, the items can go.
-                connection.execute(schema.LOCK_USERS, {
-                    "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
-            started = time.monotonic()
-            waited = started - asked > _UNCONTENDED_SECONDS
-            at_once = self._purges_keys_at_once(pieces)
-            if at_once:
-                purged, freed = self._delete_keys_at_once(connection, pieces, now_seconds)
-            else:
-                purged, freed = self._delete_pieces(connection, pieces, now_seconds)
-            if freed and at_once and len(freed) > 1:
-                connection.execute(*schema.subtract_usages(self.database.dialect, freed))
-            elif freed:
-                connection.execute(schema.SUBTRACT_USAGE, [
-                    {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
-            waited = waited or self._writers_waiting(connection)
+        for attempt in self.database.attempts(StorageUnavailable, what="purge transaction"):
+            asked = time.monotonic()
+            with attempt, self.database.writing(StorageUnavailable) as connection:
+                if self.database.dialect != "sqlite":  # SQLite: the transaction is the lock
+                    # A user without a row was deleted meanwhile (with these items)
+                    # or loaded without one: no writer holds it, the items can go.
+                    connection.execute(schema.LOCK_USERS, {
+                        "userids": sorted({user_id for user_id, _, _ in pieces})}).all()
+                started = time.monotonic()
+                waited = started - asked > _UNCONTENDED_SECONDS
+                at_once = self._purges_keys_at_once(pieces)
+                if at_once:
+                    purged, freed = self._delete_keys_at_once(connection, pieces, now_seconds)
+                else:
+                    purged, freed = self._delete_pieces(connection, pieces, now_seconds)
+                if freed and at_once and len(freed) > 1:
+                    connection.execute(*schema.subtract_usages(self.database.dialect, freed))
+                elif freed:
+                    connection.execute(schema.SUBTRACT_USAGE, [
+                        {"k_userid": user_id, "v_bytes": size} for user_id, size in freed.items()])
+                waited = waited or self._writers_waiting(connection)
         # The locks are held until the commit is done (MySQL's flushes its log to disk).
         held = time.monotonic() - started
         self._note_contention(waited)
@@ -270,6 +274,16 @@ class SQLPurge:
                     connection.execute(schema.SUBTRACT_USAGE,
                                        {"k_userid": user_id, "v_bytes": freed})
         except _UserLockBusy:
+            self._note_contention(True)
+            return None
+        except StorageUnavailable as error:
+            # MariaDB has been seen to wait on the user's SKIP LOCKED now and then;
+            # should that close a cycle with the account's writer, this is the
+            # transaction it rolled back: the rows go the classic way.
+            if not is_deadlock(error.__cause__):
+                raise
+            logger.info("purge of user %s's rows deadlocked; done behind the user's lock",
+                        user_id)
             self._note_contention(True)
             return None
         held = time.monotonic() - started

@@ -13,6 +13,8 @@ import time
 import pytest
 import sqlalchemy
 
+from syncserver.protocol.timestamps import now_centiseconds
+from syncserver.storage import ItemWrite
 from syncserver.storage.sql import items_table, storage_users_table
 from tests.backends import sql_storage
 
@@ -233,3 +235,55 @@ def test_items_of_a_user_without_a_row_go_without_a_usage_to_subtract(storage):
     with storage.engine.connect() as connection:
         assert connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(
             items_table)).scalar() == 0
+
+
+def test_when_the_user_lock_waits_after_all_the_write_and_the_purge_both_get_done(
+        storage, monkeypatch, caplog):
+    """MariaDB now and then waits on the user's SKIP LOCKED instead of skipping it.
+
+    That wait cannot be caused on demand, so here the purge's user lock is a
+    plain FOR UPDATE: with the account's writer holding the user and waiting
+    for a row the purge holds, the database sees a real deadlock and rolls
+    one back. Whichever it is, it runs again: the write lands, the other
+    expired rows go, the usage stays exact, and nobody sees an error.
+    """
+    now_seconds = int(time.time())
+    fill(storage, now_seconds)
+
+    def waiting_user_lock(connection, user_id):
+        connection.execute(sqlalchemy.select(storage_users_table.c.userid).where(
+            storage_users_table.c.userid == user_id).with_for_update()).all()
+        return False
+
+    monkeypatch.setattr(storage, "_lock_user_briefly", waiting_user_lock)
+    results, errors = [], []
+
+    def client_rewrites_an_expired_record():
+        try:
+            results.append(storage.set_items(
+                USER, "clients", [ItemWrite(id="old-000", payload="zzzz", ttl=3600)],
+                now_centiseconds()))
+        except Exception as error:
+            errors.append(error)
+
+    client = threading.Thread(target=client_rewrites_an_expired_record)
+
+    def start_client():
+        client.start()
+        time.sleep(0.5)  # the client holds the user and waits for old-000
+
+    before_user_lock(storage, monkeypatch, start_client)
+    caplog.set_level("INFO", logger="syncserver")
+    purged = storage.purge_expired(now_seconds)
+    client.join(30)
+    assert not client.is_alive() and errors == [] and len(results) == 1
+    retried = [record.getMessage() for record in caplog.records
+               if "retried after" in record.getMessage()
+               or "deadlocked; done behind the user's lock" in record.getMessage()]
+    assert retried, "no deadlock happened: the test did not test anything"
+    ids, usage = stored(storage)
+    assert ids == {f"new-{n:03d}" for n in range(LIVE)} | {"old-000"}
+    assert usage == 3 * LIVE + 4
+    # Purge first (the writer retried): all went, old-000 written anew; else all but old-000.
+    assert purged in (EXPIRED, EXPIRED - 1)
+    assert storage.purge_expired(now_seconds) == 0
