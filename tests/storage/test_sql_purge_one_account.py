@@ -92,6 +92,21 @@ def before_user_lock(storage, monkeypatch, action):
     return calls
 
 
+def a_lock_is_awaited(storage, seconds=10):
+    """True once some transaction waits for a row lock (asked of the database itself)."""
+    query = ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)"
+             if storage.database.dialect == "postgresql"
+             else "SELECT EXISTS (SELECT 1 FROM information_schema.INNODB_LOCK_WAITS)")
+    deadline = time.monotonic() + seconds
+    with storage.engine.connect() as connection:
+        while time.monotonic() < deadline:
+            if connection.exec_driver_sql(query).scalar():
+                return True
+            connection.rollback()
+            time.sleep(0.01)
+    return False
+
+
 def test_the_accounts_writer_takes_the_user_lock_while_the_purge_holds_its_rows(
         storage, writer, monkeypatch):
     now_seconds = int(time.time())
@@ -270,7 +285,7 @@ def test_when_the_user_lock_waits_after_all_the_write_and_the_purge_both_get_don
 
     def start_client():
         client.start()
-        time.sleep(0.5)  # the client holds the user and waits for old-000
+        assert a_lock_is_awaited(storage), "the client never waited for old-000"
 
     before_user_lock(storage, monkeypatch, start_client)
     caplog.set_level("INFO", logger="syncserver")
