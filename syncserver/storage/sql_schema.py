@@ -356,7 +356,9 @@ PURGE_KEYS_BY_USER = select(
     _PURGED_KEYS.c.userid, func.count(), func.sum(_PURGED_KEYS.c.payload_size),
 ).group_by(_PURGED_KEYS.c.userid)
 #: MySQL/MariaDB: the same keys as one JSON parameter, a table by JSON_TABLE
-#: that drives primary-key lookups (eq_ref). An OR of (user, collection, ids)
+#: that drives primary-key lookups (eq_ref), the plan named in the statement
+#: (STRAIGHT_JOIN, FORCE INDEX): on a table of a few rows MariaDB scanned the
+#: expiry index instead, locking rows of other users. An OR of (user, collection, ids)
 #: conditions costs MariaDB's range optimizer time quadratic in the conditions
 #: (60 ms for 500, a full scan past some 2,000); a list of (userid, collection,
 #: id) tuples is a full index scan. A DELETE with a join cannot return rows:
@@ -470,7 +472,8 @@ SUBTRACT_USAGE = storage_users_table.update().where(
     usage_bytes=_users.usage_bytes - bindparam("v_bytes", type_=BigInteger))
 #: Many users' usage less what a purge freed, in one statement (where the purge
 #: deletes a transaction's keys at once): PostgreSQL from two arrays, MySQL from
-#: JSON_TABLE; an executemany of SUBTRACT_USAGE is a round trip per user.
+#: JSON_TABLE (read first, then the primary key: never a scan that would lock
+#: other users' rows); an executemany of SUBTRACT_USAGE is a round trip per user.
 SUBTRACT_USAGES = {
     "postgresql": text(
         "UPDATE storage_users SET usage_bytes = storage_users.usage_bytes - freed.bytes"
