@@ -316,13 +316,16 @@ class MemoryStorage(StorageBackend):
                 return None
             return self._stamp(user, collection, now)
 
-    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
+    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None, *,
+                     stamp_always=False):
         with self._lock:
             user = self._user(user_id)
             self._check(user.timestamps.get(collection), if_unmodified_since)
             stored = user.items.get(collection, {})
             doomed = [item_id for item_id, _ in self._select(stored, query)]
             if not doomed:
+                if stamp_always and collection in user.timestamps:
+                    return self._stamp(user, collection, now)
                 return None
             for item_id in doomed:
                 del stored[item_id]

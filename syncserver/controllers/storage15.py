@@ -268,7 +268,7 @@ class Storage15Controller:
             else:
                 stamp = self.storage.delete_items(
                     user_id, collection, ItemQuery(ids=ids), request.server_time,
-                    if_unmodified_since=since)
+                    if_unmodified_since=since, stamp_always=True)
         stamp = stamp or request.server_time
         return _with_write_stamps(_json_response({"modified": timestamp_json(stamp)}), stamp)
 

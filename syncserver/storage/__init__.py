@@ -333,13 +333,17 @@ class StorageBackend(Plugin, abc.ABC):
         """
 
     @abc.abstractmethod
-    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
+    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None, *,
+                     stamp_always=False):
         """Delete the items (expired or not) that match ``query``; the collection stays listed.
 
         ``ItemQuery()`` deletes every item of the collection (Sync 1.1's
         DELETE of a collection). ``sort``, ``limit`` and ``offset`` choose
         which matching items go, as they would for a read. Returns the new
-        collection timestamp if anything was deleted, else ``None``. Raises
+        collection timestamp if anything was deleted, else ``None``; with
+        ``stamp_always`` (Sync 1.5's ``DELETE ?ids=``, whose collection keeps
+        the request's timestamp) a collection the user has is stamped even
+        when nothing matched, and one the user does not have stays absent. Raises
         :class:`PreconditionFailed` (against the collection's timestamp, as
         :meth:`set_items`), :class:`UserDeleted`.
         """

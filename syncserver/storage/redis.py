@@ -287,9 +287,11 @@ class RedisCachedStorage(StorageBackend):
             user_id, collection, item_id, now, if_unmodified_since=if_unmodified_since,
             **options))
 
-    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
+    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None,
+                     **options):
         return self._write(user_id, lambda: self.wrapped.delete_items(
-            user_id, collection, query, now, if_unmodified_since=if_unmodified_since))
+            user_id, collection, query, now, if_unmodified_since=if_unmodified_since,
+            **options))
 
     def delete_collection(self, user_id, collection, now, if_unmodified_since=None):
         return self._write(user_id, lambda: self.wrapped.delete_collection(

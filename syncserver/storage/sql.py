@@ -494,7 +494,8 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
                 lock.add_usage(-size)
                 return self._stamp_deletion(lock, deleted, now)
 
-    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None):
+    def delete_items(self, user_id, collection, query, now, if_unmodified_since=None, *,
+                     stamp_always=False):
         """Filters only: one DELETE (and the sum of what it frees). With limit/offset:
         select the keys, then delete them."""
         collection_id = self._collection_id(collection, create=False)
@@ -511,13 +512,13 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
                     keys = connection.execute(
                         schema.select_items(("id",), shape, False), params).scalars().all()
                     if not keys:
-                        return None
+                        return self._stamp_deletion(lock, 0, now, stamp_always)
                     deleting = ("ids",)
                     by = {"userid": user_id, "collection": collection_id, "ids": keys}
                 deleted, size = self._delete_counted(connection, deleting, by,
                                                      few=deleting == ("ids",))
                 lock.add_usage(-size)
-                return self._stamp_deletion(lock, deleted, now)
+                return self._stamp_deletion(lock, deleted, now, stamp_always)
 
     def _executemany(self, connection, statement, rows):
         """Run ``statement`` (Core) once per row, its SQL compiled once per backend.
@@ -538,8 +539,10 @@ class SQLStorage(SQLBatches, SQLPurge, DatabaseBacked, StorageBackend):
         direct.executemany_sql(connection, sql, rows)
 
     @staticmethod
-    def _stamp_deletion(lock, deleted, now):
-        if not deleted:
+    def _stamp_deletion(lock, deleted, now, stamp_always=False):
+        """The deletion's stamp; None when nothing went (unless ``stamp_always``
+        and the user has the collection)."""
+        if not deleted and not (stamp_always and lock.collection_ts is not None):
             return None
         stamp = lock.next_stamp(now)
         lock.record(stamp)

@@ -290,6 +290,25 @@ class Sync15WriteConformanceTests:
         assert storage.get_storage_timestamp(USER) == again
         assert _put(storage, "tabs", ItemWrite("t", payload="x"), at=again).timestamp > again
 
+    def test_deleting_ids_that_match_nothing_still_stamps_the_collection(self, storage):
+        """Sync 1.5's DELETE ?ids=: the collection keeps the request's timestamp, and
+        a collection the user does not have stays absent."""
+        first = _put(storage, "bookmarks", ItemWrite("a", payload="x")).timestamp
+        stamp = storage.delete_items(USER, "bookmarks", ItemQuery(ids=["zz"]), first + 100,
+                                     stamp_always=True)
+        assert stamp == first + 100
+        assert storage.get_collection_timestamps(USER) == {"bookmarks": stamp}
+        assert storage.get_storage_timestamp(USER) == stamp
+        assert storage.get_item(USER, "bookmarks", "a") is not None
+        # Never backwards, whatever the clock says.
+        again = storage.delete_items(USER, "bookmarks", ItemQuery(ids=["zz"]), stamp - 300,
+                                     stamp_always=True)
+        assert again > stamp
+        assert storage.delete_items(USER, "history", ItemQuery(ids=["zz"]), again + 100,
+                                    stamp_always=True) is None
+        assert storage.delete_items(USER, "bookmarks", ItemQuery(ids=["zz"]), again + 200) is None
+        assert storage.get_collection_timestamps(USER) == {"bookmarks": again}
+
     def test_delete_storage_of_a_new_user_is_stamped_now(self, storage):
         at = now_centiseconds()
         assert storage.delete_storage(OTHER_USER, at) == at

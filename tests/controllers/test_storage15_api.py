@@ -444,6 +444,24 @@ def test_deleting_ids_keeps_the_collection(client):
     assert client.get("/storage/c").json == ["c"]  # SS-7: not the whole collection
 
 
+def test_deleting_ids_that_match_nothing_stamps_the_collection_all_the_same(client):
+    """The collection keeps the request's timestamp (reference §3.8.8), as both
+    reference servers stamp it whatever the ids matched."""
+    written = client.post("/storage/c", [{"id": "a", "payload": "x"}]).json["modified"]
+    answer = client.delete("/storage/c?ids=zz,yy")
+    assert answer.status_int == 200
+    assert answer.json["modified"] > written
+    info = client.get("/info/collections")
+    assert info.json["c"] == answer.json["modified"]
+    assert float(info.headers["X-Last-Modified"]) == answer.json["modified"]
+    listed = client.get("/storage/c")
+    assert listed.json == ["a"]
+    assert float(listed.headers["X-Last-Modified"]) == answer.json["modified"]
+    # A collection the user never had does not appear.
+    assert client.delete("/storage/never-had?ids=zz").status_int == 200
+    assert "never-had" not in client.get("/info/collections").json
+
+
 def test_wiping_the_storage_both_ways(client):
     client.put("/storage/c/a", {"payload": "x"})
     answer = client.delete("/storage", headers={"X-Confirm-Delete": "1"})
