@@ -52,11 +52,14 @@ _SERVER_YIELD_SHARE = 0.5
 #: history): it steps aside this share of its time. Measured on MariaDB, 500,000 expired
 #: rows of one account of 10^6, the default 128 MiB buffer pool, the user's lock taken
 #: last (:meth:`SQLPurge._purge_one_account`): with 0.5 every client's p99 was x1.8-1.96
-#: of its baseline at 12,160 rows/s, with 1.5 x1.2-1.9 at 7,983 rows/s. Spread over many
-#: users it would cost the purge most of its rate (MariaDB: 1,795 against 4,950 rows/s)
-#: for nothing. Behind the user's lock (MySQL without SKIP LOCKED) such transactions also
-#: stay at PURGE_TRANSACTION_SECONDS: the account's writers wait for each of them.
-_ONE_USER_YIELD_SHARE = 1.5
+#: of its baseline at 12,160 rows/s, with 1.5 x1.2-1.9 at 7,983 rows/s. On a day of a
+#: slower disk 1.5 took 154-155 s (3,221-3,254 rows/s) and 0.75 85-87 s, the writes'
+#: p99 during the purge 20-21 ms with either (PostgreSQL: 106 s against 60 s, its p99
+#: lower with 0.75): hence 0.75. Spread over many users it would cost the purge most of
+#: its rate (MariaDB: 1,795 against 4,950 rows/s) for nothing. Behind the user's lock
+#: (MySQL without SKIP LOCKED) such transactions also stay at PURGE_TRANSACTION_SECONDS:
+#: the account's writers wait for each of them.
+_ONE_USER_YIELD_SHARE = 0.75
 #: One account's purge (:meth:`SQLPurge._purge_one_account`): how long
 #: it tries for the user's lock, held by a writer, before it gives its deletes up,
 #: and the pause between tries.
