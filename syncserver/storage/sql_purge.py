@@ -338,9 +338,14 @@ class SQLPurge:
 
         It needs ``SKIP LOCKED`` and, on MySQL, JSON_TABLE (:meth:`_delete_locked`).
         """
+        return self._engine.dialect.name == "postgresql" or self._has_json_table()
+
+    def _has_json_table(self):
+        """True on MariaDB 10.6+ and MySQL 8.0.4+. Asked at each use: the dialect
+        knows the server's version only once it has connected."""
         dialect = self._engine.dialect
-        if dialect.name == "postgresql":
-            return True
+        if dialect.name not in ("mysql", "mariadb"):
+            return False
         since = schema.JSON_TABLE_SINCE["mariadb" if dialect.is_mariadb else "mysql"]
         return (dialect.server_version_info or ()) >= since
 
@@ -351,16 +356,11 @@ class SQLPurge:
         history): its id list is a range of the primary key, and measured
         with 500,000 expired rows of one user, the join from JSON_TABLE held
         that user's lock long enough to take its writers' p99 from x1.75 to
-        x4.9 of their baseline. Asked at each use: the dialect knows the
-        server's version only once it has connected.
+        x4.9 of their baseline.
         """
-        dialect = self._engine.dialect
-        if dialect.name == "postgresql":
+        if self._engine.dialect.name == "postgresql":
             return True
-        if dialect.name in ("mysql", "mariadb") and len(pieces) > 1:
-            since = schema.JSON_TABLE_SINCE["mariadb" if dialect.is_mariadb else "mysql"]
-            return (dialect.server_version_info or ()) >= since
-        return False
+        return len(pieces) > 1 and self._has_json_table()
 
     def _delete_keys_at_once(self, connection, pieces, now_seconds):
         """Delete all of ``pieces``; returns (rows deleted, bytes freed per user).
