@@ -23,11 +23,8 @@ def is_transient_conflict(error):
     A deadlock or lock wait between concurrent writers, not an outage: the
     transaction was rolled back and running it again is the answer.
     """
-    original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) in _POSTGRESQL_CONFLICT_STATES:
-        return True
-    args = getattr(original, "args", None)
-    return bool(args) and args[0] in _MYSQL_CONFLICT_CODES
+    postgresql_state, mysql_code = _conflict_codes(error)
+    return postgresql_state in _POSTGRESQL_CONFLICT_STATES or mysql_code in _MYSQL_CONFLICT_CODES
 
 
 def is_deadlock(error):
@@ -37,11 +34,15 @@ def is_deadlock(error):
     transaction again is cheap and, the other transaction having gone on,
     normally succeeds.
     """
+    postgresql_state, mysql_code = _conflict_codes(error)
+    return postgresql_state in _POSTGRESQL_CONFLICT_STATES or mysql_code == _MYSQL_DEADLOCK
+
+
+def _conflict_codes(error):
+    """``(PostgreSQL SQLSTATE, MySQL error number)`` of the driver error under ``error``."""
     original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) in _POSTGRESQL_CONFLICT_STATES:
-        return True
     args = getattr(original, "args", None)
-    return bool(args) and args[0] == _MYSQL_DEADLOCK
+    return getattr(original, "sqlstate", None), (args[0] if args else None)
 
 
 def is_unavailable(error):
