@@ -172,15 +172,25 @@ class Throttle:
 
     def counters(self, scoped_keys):
         """``{(scope, key): Counter}`` of those that have failures; one store read at most."""
+        return self.counters_as_of(scoped_keys)[0]
+
+    def counters_as_of(self, scoped_keys):
+        """:meth:`counters`, and when the oldest of them was read from the store.
+
+        Epoch seconds; a view that could not be read (the store is down)
+        counts as read now.
+        """
         now = int(self.clock())
         wanted = {_store_key(scope, key): (scope, key) for scope, key in scoped_keys}
         found = {}
         stale = []
+        as_of = now
         with self._lock:
             for store_key in wanted:
                 cached = self._cache.get(store_key)
                 if cached is not None and now - cached[1] < self.cache_seconds:
                     self._cache.move_to_end(store_key)
+                    as_of = min(as_of, cached[1])
                     if cached[0] is not None:
                         found[store_key] = cached[0]
                 else:
@@ -191,8 +201,8 @@ class Throttle:
                 for store_key in stale:
                     self._remember(store_key, fresh.get(store_key), now)
                 found.update(fresh)
-        return {wanted[store_key]: counter for store_key, counter in found.items()
-                if store_key in wanted}
+        return ({wanted[store_key]: counter for store_key, counter in found.items()
+                 if store_key in wanted}, as_of)
 
     def cached(self, scope, key):
         """The counter this process last saw for ``key`` (no store access), or None."""

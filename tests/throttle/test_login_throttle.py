@@ -205,6 +205,29 @@ def test_counts_are_shared_by_processes(make_server, database_url):
     first.fail(alice, status=429)
 
 
+def test_a_pair_let_through_is_checked_again_after_a_failure_here(server, alice):
+    """A passed pair is let through unchecked for a while, but not past a failure."""
+    server.login(alice, address=ATTACKER)                # let through from now on...
+    server.fail(alice, times=3)
+    server.login(alice, address=ATTACKER, status=429)    # ...until this process counted one
+
+
+def test_a_pair_let_through_sees_other_processes_failures_within_cache_seconds(
+        make_server, sqlite_url, clock):
+    first = make_server(sqlite_url)
+    second = make_server(sqlite_url)
+    alice = register(first.client, "alice@example.com")
+    victims = [register(first.client, f"user{n}@example.com") for n in range(4)]
+    first.login(alice, address=ATTACKER)
+    for victim in victims:                               # 8 failures from the address
+        second.fail(victim, times=2)
+    second.login(alice, address=ATTACKER, status=429)
+    # first's view of the pair is at most cache_seconds (2) old, as its counters' are.
+    first.login(alice, address=ATTACKER)
+    clock.advance(2)
+    first.login(alice, address=ATTACKER, status=429)
+
+
 def test_counts_are_shared_through_redis(make_server, sqlite_url, redis_url, clock):
     first = make_server(sqlite_url, **{"throttle.redis_url": redis_url})
     second = make_server(sqlite_url, **{"throttle.redis_url": redis_url})
